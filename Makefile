@@ -1,0 +1,10 @@
+# The two commands of the README. Each does its own set-up on a fresh machine.
+.PHONY: demo test bench setup
+demo:          ## the main job end to end on a synthetic plant
+	scripts/demo.sh
+test:          ## the whole test suite
+	scripts/test.sh
+bench:         ## pytest-benchmark suites (speed lives here, never in tests)
+	scripts/setup.sh && $${EDGE_AD_VENV:-.venv}/bin/python -m pytest bench/ --benchmark-only
+setup:
+	scripts/setup.sh

@@ -1,0 +1,97 @@
+"""Reading recordings (SPEC section 1): soundfile (libsndfile), channel choice, resampling.
+
+libsndfile reads what Python's ``wave`` cannot: the WAVE_FORMAT_EXTENSIBLE header of the
+8-channel MIMII recordings, float WAV, FLAC. Every way a file can be unusable ends in an
+:class:`AudioError` that names the file and what was expected.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+from .spec import DEFAULT_SPEC, FeatureSpec
+
+log = logging.getLogger(__name__)
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_warned_rates: set[int] = set()
+
+
+def select_channel(x: np.ndarray, *, channel: int = 0, mix: bool = False,
+                   source: str = "input") -> np.ndarray:
+    """Reduce ``(n, channels)`` to ``(n,)``: channel ``channel`` (0 as in MIMII/DCASE
+    baselines) or the mean of all channels when ``mix``."""
+    if x.ndim == 1:
+        if channel != 0:
+            raise AudioError(f"{source}: has 1 channel, --channel {channel} asked for (expected 0)")
+        return x
+    if mix:
+        return x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if not 0 <= channel < x.shape[1]:
+        raise AudioError(f"{source}: has {x.shape[1]} channels, --channel {channel} asked for "
+                         f"(expected 0..{x.shape[1] - 1})")
+    return np.ascontiguousarray(x[:, channel])
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int, *, source: str = "input") -> np.ndarray:
+    """Polyphase resampling with soxr (the same library on workstation and board, so
+    training and the device see the same samples)."""
+    if rate_in == rate_out:
+        return x
+    if rate_in not in _warned_rates:
+        log.info("%s: resampling %d Hz to %d Hz", source, rate_in, rate_out)
+        _warned_rates.add(rate_in)
+    import soxr  # light, and only needed for other rates
+
+    return soxr.resample(x, rate_in, rate_out, quality="HQ").astype(np.float32)
+
+
+def check_samples(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, source: str = "input") -> np.ndarray:
+    """Refuse what cannot be scored: non-finite samples, too short for one context vector."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise AudioError(f"{source}: {bad} non-finite samples (NaN or inf); expected finite audio")
+    if len(x) < spec.min_samples:
+        raise AudioError(
+            f"{source}: {len(x)} samples ({len(x) / spec.sample_rate:.3f} s) is too short; "
+            f"expected at least {spec.min_samples} samples for one context window "
+            f"of {spec.context_frames} frames")
+    return x
+
+
+def load(path: str | os.PathLike, *, spec: FeatureSpec = DEFAULT_SPEC, channel: int = 0,
+         mix: bool = False) -> np.ndarray:
+    """Read a recording as ``(n,) float32`` at ``spec.sample_rate``, in [-1, 1) for PCM.
+
+    int16 PCM is scaled by 1/32768 and float files are used as they are (libsndfile does
+    both). A multi-channel file gives channel ``channel`` or, with ``mix``, the mean.
+
+    Raises:
+        AudioError: missing, empty, truncated, not audio, too short, or non-finite.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"{p}: no such file (expected a WAV/FLAC recording)")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (expected a WAV/FLAC recording)")
+    try:
+        info = sf.info(str(p))
+        truncated = _TRUNCATED.search(info.extra_info or "")
+        if truncated and int(truncated.group(2)) < int(truncated.group(1)):
+            raise AudioError(f"{p}: truncated: header declares {truncated.group(1)} data bytes, "
+                             f"file holds {truncated.group(2)}")
+        x, rate = sf.read(str(p), dtype="float32", always_2d=False)
+    except sf.LibsndfileError as e:
+        raise AudioError(f"{p}: not a readable audio file ({e.error_string}); "
+                         "expected WAV, FLAC or another libsndfile format") from None
+    if x.size == 0:
+        raise AudioError(f"{p}: contains no samples (expected a recording)")
+    x = select_channel(x, channel=channel, mix=mix, source=str(p))
+    x = resample(x, rate, spec.sample_rate, source=str(p))
+    return check_samples(x, spec=spec, source=str(p))

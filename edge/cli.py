@@ -1,0 +1,79 @@
+"""The ``edge-ad`` command: one thin entry point that parses, then calls library code.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so
+``edge-ad run --help`` works on a bare board without torch, TensorFlow or the training side.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EdgeAdError
+
+# name -> (module, one-line help). Training-side commands live in ``train`` and are
+# looked up by name only, so importing edge never imports train.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "features": ("edge.commands.features", "compute context vectors of recordings (.npy)"),
+    "synth": ("train.commands.synth", "generate a synthetic plant in MIMII layout"),
+    "train": ("train.commands.train", "train the autoencoder on normal clips"),
+    "evaluate": ("train.commands.evaluate", "per-ID AUC/pAUC table, figures and report"),
+    "export": ("train.commands.export", "quantise to int8 TFLite/ONNX and write a verified bundle"),
+    "score": ("edge.commands.score", "score recordings with a bundle"),
+    "run": ("edge.commands.run", "stream audio from a device, file or stdin and emit decisions"),
+    "calibrate": ("edge.commands.calibrate", "refit the cutoff on site from normal operation"),
+    "bench": ("train.commands.bench", "latency and accuracy, float against int8"),
+    "demo": ("train.commands.demo", "the whole job end to end on a synthetic plant"),
+}
+
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="edge-ad",
+        description="Hear a machine fail: learn normal sound, score drift on the board.",
+        epilog="example: edge-ad synth plant/ && edge-ad train plant/ --out run/",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-ad {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Import only the module of the command asked for; list the rest by name.
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    modules: dict[str, object] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name == wanted:
+            module = importlib.import_module(module_name)
+            module.add_parser(sub)
+            modules[name] = module
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser(argv)
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="edge-ad: %(levelname)s: %(message)s", stream=sys.stderr)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except EdgeAdError as e:
+        print(f"edge-ad {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"edge-ad {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

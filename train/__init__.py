@@ -1,0 +1,1 @@
+"""edge-ad training side: datasets, synthetic plant, autoencoder, scoring, reports."""
