@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-VENV=${EDGE_AD_VENV:-.venv}
-export PATH="$PWD/$VENV/bin:$PATH"
-[ -d "$VENV" ] || export PATH="$VENV/bin:$PATH"
+VENV=$(cd "${EDGE_AD_VENV:-.venv}" && pwd)
+export PATH="$VENV/bin:$PATH"
 exec python -m pytest "$@"
