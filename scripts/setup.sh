@@ -45,4 +45,6 @@ echo "setup: installing edge-ad with all extras into $VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,dev]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
 "$VENV/bin/python" -c "import edge.features" || { echo "setup: edge-ad did not install" >&2; exit 1; }
+# tflite-runtime 2.14 (numpy<2) in its own venv beside this one, for the export tests.
+EDGE_AD_VENV="$VENV" PYTHON="$VENV/bin/python" scripts/setup-tflite214.sh
 echo "setup: done ($("$VENV/bin/edge-ad" --version))"
