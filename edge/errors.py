@@ -52,3 +52,7 @@ class DeviceError(EdgeAdError, OSError):
 
 class FrontendError(EdgeAdError, RuntimeError):
     """The C front end refused its configuration (a bad spec or table)."""
+
+
+class ThresholdError(EdgeAdError, ValueError):
+    """Scores that cannot give a cutoff (too few, non-positive, identical) or a bad threshold file."""
