@@ -47,4 +47,6 @@ echo "setup: installing edge-ad with all extras into $VENV"
 "$VENV/bin/python" -c "import edge.features" || { echo "setup: edge-ad did not install" >&2; exit 1; }
 # tflite-runtime 2.14 (numpy<2) in its own venv beside this one, for the export tests.
 EDGE_AD_VENV="$VENV" PYTHON="$VENV/bin/python" scripts/setup-tflite214.sh
+# An aarch64 Debian root and wheels for the Pi-class end-to-end test (cached under ~/.cache).
+EDGE_AD_VENV="$VENV" scripts/setup-arm64.sh
 echo "setup: done ($("$VENV/bin/edge-ad" --version))"
