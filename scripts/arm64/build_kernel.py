@@ -1,0 +1,119 @@
+"""Cross-build the C front end (edge._frontend) for aarch64 and lay out an importable copy of
+the ``edge`` package around it, for the Pi-class end-to-end test.
+
+    python scripts/arm64/build_kernel.py --root ~/.cache/edge-ad/arm64/root --out DIR
+
+writes ``DIR/edge/`` (the repository's Python sources) with
+``DIR/edge/_frontend.cpython-311-aarch64-linux-gnu.so`` beside them, so an aarch64 Python run
+with ``PYTHONPATH=DIR:...`` imports the cross-built kernel and nothing built for x86.
+
+The extension is exactly the one ``pip install .`` builds: the same ``FFI`` object from
+``csrc/build_frontend.py`` (its cdef, its ``set_source`` preamble, sources, include dirs,
+macros and libraries), with the C that cffi generates for it (``ffi.emit_c_code``), compiled
+by ``aarch64-linux-gnu-gcc -mcpu=cortex-a72`` (Raspberry Pi 4) against the arm64 root's
+CPython headers. setuptools cannot cross-compile an extension for another interpreter, hence
+this small driver.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SUFFIX = ".cpython-311-aarch64-linux-gnu.so"
+# Host-specific code generation options do not carry over to the target; -mcpu is set here.
+_HOST_ONLY = ("-march", "-mtune", "-mcpu", "-mavx", "-msse", "-mfma", "-mf16c", "-mbmi", "-mpopcnt")
+
+
+def load_ffi(build_script: Path):
+    """The ``ffi`` object of ``csrc/build_frontend.py``, loaded as setup.py's cffi_modules
+    would (from the repository root, which also makes ``edge.*`` importable for table
+    generation at build time)."""
+    sys.path[:0] = [str(REPO), str(build_script.parent)]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        ffi = runpy.run_path(str(build_script), run_name="edge_ad_cross_build")["ffi"]
+    finally:
+        os.chdir(cwd)
+    if not hasattr(ffi, "_assigned_source"):
+        raise SystemExit(f"{build_script}: ffi.set_source() was not called")
+    return ffi
+
+
+def _repo_path(p: str) -> str:
+    return p if os.path.isabs(p) else str(REPO / p)
+
+
+def compile_command(ffi, c_file: Path, out: Path, *, root: Path, cc: str, cpu: str) -> list[str]:
+    _, _, _, kwds = ffi._assigned_source  # cffi keeps set_source's keywords here
+    cmd = [cc, "-shared", "-fPIC", "-O3", "-fno-strict-aliasing", "-DNDEBUG",
+           f"-I{root}/usr/include/python3.11",
+           # Debian's pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>; searched
+           # after the cross toolchain's own libc headers, so those stay the ones used.
+           f"-idirafter{root}/usr/include"]
+    cmd += [f"-I{_repo_path(d)}" for d in kwds.get("include_dirs", [])]
+    for macro in kwds.get("define_macros", []):
+        name, value = macro
+        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
+    cmd += [f"-U{m}" for m in kwds.get("undef_macros", [])]
+    cmd += [a for a in kwds.get("extra_compile_args", []) if not a.startswith(_HOST_ONLY)]
+    cmd += [f"-mcpu={cpu}", str(c_file)]
+    cmd += [_repo_path(s) for s in kwds.get("sources", [])]
+    cmd += [f"-L{_repo_path(d)}" for d in kwds.get("library_dirs", [])]
+    cmd += [f"-l{lib}" for lib in kwds.get("libraries", [])]
+    cmd += [a for a in kwds.get("extra_link_args", []) if not a.startswith(_HOST_ONLY)]
+    cmd += ["-o", str(out)]
+    return cmd
+
+
+def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str) -> Path:
+    """Build into ``out/edge``; returns the path of the aarch64 extension."""
+    ffi = load_ffi(build_script)
+    module_name = ffi._assigned_source[0]
+    package, _, leaf = module_name.rpartition(".")
+    if package != "edge":
+        raise SystemExit(f"{build_script}: expected a module inside edge, got {module_name!r}")
+    pkg = out / "edge"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    # The Python sources as they are in the tree; no x86 extension, no bytecode.
+    shutil.copytree(REPO / "edge", pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__", "*.pyc"))
+    gen = out / "gen"
+    gen.mkdir(parents=True, exist_ok=True)
+    c_file = gen / f"{leaf}.c"
+    with contextlib.redirect_stdout(sys.stderr):  # cffi reports "generating ..." on stdout
+        ffi.emit_c_code(str(c_file))
+    target = pkg / f"{leaf}{SUFFIX}"
+    cmd = compile_command(ffi, c_file, target, root=root, cc=cc, cpu=cpu)
+    (gen / "command.txt").write_text(" ".join(cmd) + "\n")
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cross-compiling {module_name} failed:\n{' '.join(cmd)}\n{done.stderr}")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="the arm64 Debian root (setup-arm64.sh)")
+    parser.add_argument("--out", type=Path, required=True, help="directory to put edge/ in")
+    parser.add_argument("--build-script", type=Path, default=REPO / "csrc" / "build_frontend.py")
+    parser.add_argument("--cc", default="aarch64-linux-gnu-gcc")
+    parser.add_argument("--cpu", default="cortex-a72", help="-mcpu (default: cortex-a72, Raspberry Pi 4)")
+    args = parser.parse_args(argv)
+    if not (args.root / "usr/include/python3.11/Python.h").is_file():
+        raise SystemExit(f"{args.root}: no usr/include/python3.11/Python.h (run scripts/setup-arm64.sh)")
+    if not args.build_script.is_file():
+        raise SystemExit(f"{args.build_script}: not found (the C kernel's cffi build script)")
+    print(build(root=args.root, out=args.out, build_script=args.build_script, cc=args.cc, cpu=args.cpu))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
