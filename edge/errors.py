@@ -38,6 +38,10 @@ class BundleError(EdgeAdError, ValueError):
     exit_code = EXIT_BUNDLE_INVALID
 
 
+class BackendError(EdgeAdError, RuntimeError):
+    """A model runtime that is not installed, or that refuses a model file or an input."""
+
+
 class QuantizationGateError(EdgeAdError, RuntimeError):
     """int8 lost more accuracy against float than the gate allows."""
 
