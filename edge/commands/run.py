@@ -1,0 +1,161 @@
+"""``edge-ad run``: stream audio from a device, file or stdin and emit one decision a step.
+
+Imports only the light side (numpy, cffi front end, a model runtime, and lazily alsaaudio
+and paho-mqtt), so it starts fast on a board; a test proves torch and scipy stay out.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import time
+from typing import IO, Any
+
+log = logging.getLogger("edge.run")
+
+EXAMPLE = """examples:
+  edge-ad run --device hw:1 --model bundle/ --alarm 3/5 --mqtt mqtt://broker.local
+  arecord -D plughw:1 -f S16_LE -r 16000 -c 1 -t raw | edge-ad run --device - --model bundle/
+  edge-ad run --device recording.wav --fast --model bundle/ --json-out decisions.jsonl
+"""
+
+
+def add_common_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("tflite", "onnx"), default="tflite",
+                   help="model runtime (default: tflite)")
+    p.add_argument("--precision", choices=("int8", "float"), default="int8",
+                   help="which model file of the bundle (default: int8)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="model runtime threads (default: 1, leaves cores for capture)")
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run", help="stream audio from a device, file or stdin and emit decisions",
+        description="Score a rolling window of live audio every step; one JSON line per "
+                    "decision on stdout (or --json-out), logs on stderr.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", required=True,
+                   help="ALSA PCM (hw:1, hw:1,0, plughw:1, default), a WAV/FLAC file, or - for "
+                        "raw S16_LE mono 16 kHz on stdin")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="bundle directory (edge-ad export)")
+    add_common_model_args(p)
+    p.add_argument("--window", default="10s", help="scored window (default 10s, a training clip)")
+    p.add_argument("--every", default="1s", help="audio time between decisions (default 1s)")
+    p.add_argument("--alarm", default="1/1", metavar="K/N",
+                   help="alarm when K of the last N decisions are anomalous (default 1/1)")
+    p.add_argument("--json-out", metavar="FILE", help="append decision lines here instead of stdout")
+    p.add_argument("--fast", action="store_true", help="file source: read as fast as possible")
+    p.add_argument("--loop", action="store_true", help="file source: start over at the end")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="stop after S seconds of audio (default: run until the source ends)")
+    g = p.add_argument_group("alerts (MQTT)")
+    g.add_argument("--mqtt", metavar="URL", help="broker, mqtt://host[:1883] or mqtts://host[:8883]")
+    g.add_argument("--mqtt-topic", default=f"edge-ad/{socket.gethostname()}",
+                   help="topic prefix; events on PREFIX/event, heartbeats on PREFIX/heartbeat "
+                        "(default edge-ad/HOSTNAME)")
+    g.add_argument("--mqtt-user", help="broker user name")
+    g.add_argument("--mqtt-password-file", metavar="F", help="file whose first line is the password")
+    g.add_argument("--mqtt-tls-ca", metavar="F", help="CA certificate(s) to verify the broker (PEM)")
+    g.add_argument("--mqtt-tls-cert", metavar="F", help="client certificate (PEM)")
+    g.add_argument("--mqtt-tls-key", metavar="F", help="client key (PEM)")
+    g.add_argument("--heartbeat", default="60s", help="time between heartbeats (default 60s, 0 = none)")
+    g.add_argument("--spool", metavar="DIR", default="/var/spool/edge-ad",
+                   help="events wait here while the broker is away (default /var/spool/edge-ad)")
+    g.add_argument("--spool-max-events", type=int, default=10000, help="spool bound (default 10000)")
+    p.set_defaults(func=run)
+
+
+def open_bundle(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Verify the bundle, then load the chosen model: (bundle, model_path, threshold, backend)."""
+    from .. import backends
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(args.model)
+    model_path = bundle.model_path(backend=args.backend, precision=args.precision)
+    threshold = bundle.threshold_for(model_path.name)
+    backend = backends.load(model_path, num_threads=args.threads)
+    return bundle, model_path, threshold, backend
+
+
+def _open_output(path: str | None) -> IO[str]:
+    if path is None:
+        return sys.stdout
+    from ..errors import EdgeAdError
+
+    try:
+        return open(path, "a", buffering=1, encoding="utf-8")
+    except OSError as e:
+        raise EdgeAdError(f"{path}: cannot open --json-out for appending ({e.strerror})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    from ..capture import open_source
+    from ..decision import AlarmRule, parse_duration
+    from ..stream import Detector
+
+    window_s = parse_duration(args.window, what="--window")
+    every_s = parse_duration(args.every, what="--every")
+    rule = AlarmRule.parse(args.alarm)
+    bundle, model_path, threshold, backend = open_bundle(args)
+
+    alerts = sender = None
+    if args.mqtt:
+        from ..alerts import Alerts, MqttSender, read_password
+        from ..spool import Spool
+
+        password = read_password(args.mqtt_password_file) if args.mqtt_password_file else None
+        heartbeat_s = 0.0 if args.heartbeat in ("0", "0s") else parse_duration(args.heartbeat, what="--heartbeat")
+        spool = Spool(args.spool, max_events=args.spool_max_events)
+        sender = MqttSender(args.mqtt, spool=spool, topic=args.mqtt_topic, username=args.mqtt_user,
+                            password=password, tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
+                            tls_key=args.mqtt_tls_key)
+        alerts = Alerts(sender, heartbeat_s=heartbeat_s,
+                        context={"host": socket.gethostname(), "device": args.device,
+                                 "model": model_path.name})
+
+    source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
+    detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
+                        every_s=every_s, alarm=rule)
+    out = _open_output(args.json_out)
+    stopping: list[str] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # Only a flag and a stop request here: the loop finishes the block in hand, so the
+        # decision being made is written and flushed before the process exits.
+        stopping.append(signal.Signals(signum).name)
+        source.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
+    log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
+             "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
+             window_s, detector.n_window, every_s, rule, time.monotonic() - t0)
+    n_decisions = 0
+    try:
+        for block in source:
+            if max_samples is not None:
+                block = block[:max(0, max_samples - detector.samples)]
+            for d in detector.push(block, source.stats):
+                out.write(d.to_json() + "\n")
+                out.flush()
+                n_decisions += 1
+                if alerts is not None:
+                    alerts.observe(d)
+            if stopping or (max_samples is not None and detector.samples >= max_samples):
+                break
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        source.close()
+        if sender is not None:
+            sender.close(timeout=2.0)
+        if out is not sys.stdout:
+            out.close()
+    why = f"on {stopping[0]}" if stopping else "at the end of the source"
+    log.info("stopped %s after %.1f s of audio, %d decisions, %s", why, detector.stream_seconds,
+             n_decisions, source.stats.to_dict())
+    return 0

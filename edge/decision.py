@@ -1,0 +1,106 @@
+"""Decisions and alarms: a score against the bundle's cutoff, K of the last N for an alarm.
+
+The cutoff is data (``threshold.json``, one per model file); this module only compares and
+counts, so a single bang does not page anyone when ``K/N`` asks for persistence.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as _dt
+import json
+import re
+from typing import Any
+
+from .errors import EdgeAdError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float, *, what: str = "duration") -> float:
+    """``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"`` or a bare number of seconds -> seconds (> 0)."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(text)
+        if not m:
+            raise EdgeAdError(f"{what} {text!r}: expected a duration such as 10s, 500ms, 2m or 1h")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not seconds > 0:
+        raise EdgeAdError(f"{what} {text!r}: expected a duration above 0")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class AlarmRule:
+    """Alarm when at least ``k`` of the last ``n`` decisions were anomalous (1 <= k <= n)."""
+
+    k: int = 1
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.n:
+            raise EdgeAdError(f"alarm rule {self.k}/{self.n}: expected K/N with 1 <= K <= N")
+
+    @classmethod
+    def parse(cls, text: str) -> "AlarmRule":
+        """``"3/5"`` -> ``AlarmRule(3, 5)``."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not m:
+            raise EdgeAdError(f"--alarm {text!r}: expected K/N, e.g. 1/1 or 3/5")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.k}/{self.n}"
+
+
+class Alarm:
+    """The K-of-N state over a stream of per-decision booleans."""
+
+    def __init__(self, rule: AlarmRule = AlarmRule()) -> None:
+        self.rule = rule
+        self._last: collections.deque[bool] = collections.deque(maxlen=rule.n)
+        self.active = False
+
+    def update(self, anomaly: bool) -> bool:
+        """Add one decision; return whether the alarm is on after it."""
+        self._last.append(bool(anomaly))
+        self.active = sum(self._last) >= self.rule.k
+        return self.active
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One line of ``edge-ad run`` output.
+
+    ``stream_seconds`` is the audio time at the end of the window (samples captured / rate),
+    which is what a test or a replay can line up with the input; ``time`` and ``monotonic``
+    are the wall and monotonic clocks at the moment of the decision.
+    """
+
+    time: str
+    monotonic: float
+    stream_seconds: float
+    score: float
+    cutoff: float
+    anomaly: bool
+    alarm: bool
+    window_seconds: float
+    vectors: int
+    dropped_samples: int
+    overruns: int
+    short_reads: int
+    reopens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+def utc_now() -> str:
+    """Wall clock as ISO 8601 UTC with milliseconds, e.g. ``2026-11-25T13:30:00.123Z``."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

@@ -1,0 +1,181 @@
+"""The streaming detector: audio blocks in, one decision every ``every`` seconds out.
+
+Per block: the front end turns samples into context vectors (SPEC 2, streaming: no
+padding); only those new vectors go through the model, and their squared errors go into
+a ring the length of the window. A decision scores the window with the training side's
+``A(X)`` (SPEC 4) over the errors in the ring, so the model work per decision is
+proportional to the new vectors, never to the window.
+
+Decisions fall on audio time (every ``every_samples`` captured samples), not on the wall
+clock: a file read with ``--fast`` gives the same lines as the same audio at real time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .capture import CaptureStats
+from .decision import Alarm, AlarmRule, Decision, utc_now
+from .scoring import vector_errors
+from .spec import DEFAULT_SPEC, FeatureSpec
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def _frontend(spec: FeatureSpec) -> Any:
+    from . import features
+
+    if hasattr(features, "Frontend"):
+        return features.Frontend(spec=spec)
+    return _ReferenceFrontend(spec)  # TEMPORARY until the C front end lands
+
+
+class _ReferenceFrontend:
+    """TEMPORARY streaming adapter over the numpy reference; deleted when
+    ``edge.features.Frontend`` exists."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0)
+        self._frames = np.zeros((0, self.spec.n_mels))
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        from .reference import context_vectors, logmel_frames_unpadded
+
+        x = np.asarray(samples)
+        x = x / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
+        self._buf = np.concatenate([self._buf, x])
+        frames = logmel_frames_unpadded(self._buf, self.spec)
+        self._buf = self._buf[len(frames) * self.spec.hop_length:]
+        allf = np.concatenate([self._frames, frames])
+        out = context_vectors(allf, self.spec).astype(np.float32)
+        self._frames = allf[-(self.spec.context_frames - 1):]
+        return out
+
+
+def window_vectors(window_s: float, *, spec: FeatureSpec = DEFAULT_SPEC) -> int:
+    """Context vectors in a window of ``window_s`` seconds: as many as a clip of that length
+    has after the seed's padding (309 for 10 s), so a window is scored like a training clip."""
+    n = spec.n_vectors(int(round(window_s * spec.sample_rate)))
+    if n < 1:
+        raise ValueError(f"window of {window_s} s holds no context vector; expected at least "
+                         f"{spec.min_samples / spec.sample_rate:.3f} s")
+    return n
+
+
+class Detector:
+    """Rolling-window scoring with K-of-N alarms.
+
+    Args:
+        backend: anything with ``run((n, 640) float32) -> (n, 640) float32``.
+        cutoff: a window is anomalous when its score is above it.
+        spec: the bundle's feature spec.
+        window_s: window length in seconds (vectors: :func:`window_vectors`).
+        every_s: seconds of audio between decisions.
+        alarm: K-of-N rule.
+        frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``.
+        clock: monotonic clock (tests may pass their own).
+    """
+
+    def __init__(self, backend: Backend, *, cutoff: float, spec: FeatureSpec = DEFAULT_SPEC,
+                 window_s: float = 10.0, every_s: float = 1.0, alarm: AlarmRule = AlarmRule(),
+                 frontend: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.backend = backend
+        self.cutoff = float(cutoff)
+        self.spec = spec
+        self.window_s = float(window_s)
+        self.n_window = window_vectors(window_s, spec=spec)
+        self.every_samples = max(1, int(round(every_s * spec.sample_rate)))
+        self.alarm = Alarm(alarm)
+        self.frontend = frontend if frontend is not None else _frontend(spec)
+        self.clock = clock
+        self._errors = np.zeros(self.n_window, dtype=np.float64)
+        self._filled = 0
+        self._pos = 0
+        self._samples = 0
+        self._gaps = 0
+        self._next_decision = self.every_samples
+        self.vectors_seen = 0
+
+    @property
+    def samples(self) -> int:
+        """Samples pushed so far."""
+        return self._samples
+
+    @property
+    def stream_seconds(self) -> float:
+        return self._samples / self.spec.sample_rate
+
+    def _add_vectors(self, x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        # Only the newest n_window vectors can matter: after a long block the rest would be
+        # overwritten in the ring before any decision reads them.
+        x = x[-self.n_window:]
+        err = vector_errors(x, self.backend.run(x))
+        self.vectors_seen += len(err)
+        k = len(err)
+        end = self._pos + k
+        if end <= self.n_window:
+            self._errors[self._pos:end] = err
+        else:
+            split = self.n_window - self._pos
+            self._errors[self._pos:] = err[:split]
+            self._errors[:k - split] = err[split:]
+        self._pos = end % self.n_window
+        self._filled = min(self.n_window, self._filled + k)
+
+    def window_score(self) -> float:
+        """``A(X)`` of the vectors in the window (full window only)."""
+        # Summing n_window (about 300) float64 errors costs microseconds; the model is the
+        # work that matters, and it only ever sees new vectors.
+        return float(self._errors.sum() / (self.n_window * self.spec.vector_size))
+
+    def push(self, samples: np.ndarray, stats: CaptureStats | None = None) -> list[Decision]:
+        """Feed ``(n,) int16`` samples; return the decisions that fell due inside them.
+
+        When ``stats.gaps`` has grown since the last push, the samples are not contiguous
+        with what came before: the front end starts framing afresh (no frame spans a gap),
+        while the vectors already in the window stay valid.
+        """
+        stats = stats if stats is not None else CaptureStats()
+        if stats.gaps != self._gaps:
+            self._gaps = stats.gaps
+            self.frontend.reset()
+        decisions: list[Decision] = []
+        i = 0
+        n = len(samples)
+        while i < n:
+            take = min(n - i, self._next_decision - self._samples)
+            self._add_vectors(self.frontend.push(samples[i:i + take]))
+            self._samples += take
+            i += take
+            if self._samples == self._next_decision:
+                self._next_decision += self.every_samples
+                if self._filled == self.n_window:
+                    decisions.append(self._decide(stats))
+        return decisions
+
+    def _decide(self, stats: CaptureStats) -> Decision:
+        score = self.window_score()
+        anomaly = score > self.cutoff
+        alarm = self.alarm.update(anomaly)
+        return Decision(time=utc_now(), monotonic=round(self.clock(), 6),
+                        stream_seconds=round(self.stream_seconds, 6), score=score,
+                        cutoff=self.cutoff, anomaly=bool(anomaly), alarm=bool(alarm),
+                        window_seconds=self.window_s, vectors=self.n_window,
+                        dropped_samples=stats.dropped_samples, overruns=stats.overruns,
+                        short_reads=stats.short_reads, reopens=stats.reopens)
