@@ -1,0 +1,359 @@
+"""The bundle (SPEC section 6): what the edge device receives, written atomically, verified
+before use.
+
+A bundle is a directory::
+
+    model_int8.tflite  model_float.tflite  model_int8.onnx  model_float.onnx   (any subset)
+    feature_spec.json  the FeatureSpec the model was trained on (canonical JSON)
+    threshold.json     {model file name: Threshold}, one cutoff per model file
+    manifest.json      schema_version, sha256 and size of every other file, the spec
+                       digest, per-model metrics, versions, creation time, gate settings
+
+No pickle anywhere: JSON and the model formats only. :func:`load_bundle` checks every hash
+and size, missing files, model files the manifest does not list, and the spec digest, and
+raises :class:`~edge.errors.BundleError` naming the file. (The hashes catch corruption and
+half-copied or edited bundles; they are not a signature against a deliberate attacker who
+can rewrite the manifest too.)
+
+:func:`write_bundle` builds the bundle in a temporary directory beside the target (same
+file system), fsyncs every file and the directory, then swaps it into place: an atomic
+exchange (Linux ``renameat2(RENAME_EXCHANGE)``) when the target exists, a rename otherwise.
+A failed or killed export leaves the previous bundle exactly as it was.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import datetime
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import __version__
+from .errors import BundleError, EdgeAdError
+from .spec import FeatureSpec
+from .threshold import Threshold
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SPEC_FILE = "feature_spec.json"
+THRESHOLD_FILE = "threshold.json"
+MODEL_FILES: dict[tuple[str, str], str] = {
+    ("tflite", "int8"): "model_int8.tflite",
+    ("tflite", "float"): "model_float.tflite",
+    ("onnx", "int8"): "model_int8.onnx",
+    ("onnx", "float"): "model_float.onnx",
+}
+# Files a runtime could pick up by mistake: refused when the manifest does not list them.
+MODEL_SUFFIXES = (".tflite", ".onnx", ".pt", ".pth", ".pkl", ".pickle", ".npz", ".data")
+# Test hook: seconds to sleep after each file written into the temporary directory, so a
+# test can kill an export in the middle of writing. Unset in normal use.
+WRITE_DELAY_ENV = "EDGE_AD_BUNDLE_WRITE_DELAY"
+
+
+def model_filename(backend: str, precision: str) -> str:
+    """``("tflite", "int8") -> "model_int8.tflite"``; BundleError for an unknown pair."""
+    try:
+        return MODEL_FILES[(backend, precision)]
+    except KeyError:
+        raise BundleError(f"no model file for backend={backend!r}, precision={precision!r}; "
+                          f"expected backend in ('tflite', 'onnx'), precision in "
+                          "('int8', 'float')") from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """A verified bundle. Build with :func:`load_bundle`."""
+
+    path: Path
+    spec: FeatureSpec
+    manifest: dict[str, Any]
+    thresholds: dict[str, Threshold]
+
+    @property
+    def models(self) -> list[str]:
+        """Model file names in the bundle, sorted."""
+        return sorted(self.manifest["models"])
+
+    def model_path(self, backend: str = "tflite", precision: str = "int8") -> Path:
+        """Path of the model for ``backend`` and ``precision``; BundleError if absent."""
+        name = model_filename(backend, precision)
+        if name not in self.manifest["models"]:
+            raise BundleError(f"{self.path}: has no {name} (it holds {', '.join(self.models)})")
+        return self.path / name
+
+    def threshold_for(self, filename: str | os.PathLike) -> Threshold:
+        """The cutoff fitted for that model file (a name or a path inside the bundle)."""
+        name = Path(filename).name
+        try:
+            return self.thresholds[name]
+        except KeyError:
+            raise BundleError(f"{self.path / THRESHOLD_FILE}: no threshold for {name} "
+                              f"(it has {sorted(self.thresholds)})") from None
+
+    def load_backend(self, backend: str = "tflite", precision: str = "int8", *,
+                     num_threads: int = 1):
+        """Load the model with :func:`edge.backends.load`; returns ``(Backend, Threshold)``."""
+        from .backends import load
+        path = self.model_path(backend, precision)
+        return load(path, num_threads=num_threads), self.threshold_for(path.name)
+
+
+# --- reading -------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read ({e.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_bundle(path: str | os.PathLike, *, expected_spec: FeatureSpec | None = None) -> Bundle:
+    """Verify a bundle and return it.
+
+    Args:
+        path: the bundle directory.
+        expected_spec: if given, the bundle's feature spec must equal it (the device's
+            front end), or the bundle is refused.
+
+    Raises:
+        BundleError: not a directory; manifest missing, unreadable or of another schema; a
+            listed file missing, of another size or sha256; a model file not listed; the
+            spec digest of ``feature_spec.json`` not the manifest's (or not
+            ``expected_spec``'s); a model without a threshold. The message names the file.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a bundle directory (missing or not a directory)")
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: missing; {root} is not a complete bundle")
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        raise BundleError(f"{manifest_path}: schema_version {found!r}; expected {SCHEMA_VERSION}")
+    files = manifest.get("files")
+    models = manifest.get("models")
+    if not isinstance(files, dict) or not isinstance(models, dict) or not models:
+        raise BundleError(f"{manifest_path}: expected 'files' and a non-empty 'models' object")
+    for required in (SPEC_FILE, THRESHOLD_FILE, *models):
+        if required not in files:
+            raise BundleError(f"{manifest_path}: does not list {required}")
+    # Hashes first: nothing is parsed before it is known to be what the export wrote.
+    for name, entry in sorted(files.items()):
+        if Path(name).name != name or name == MANIFEST:
+            raise BundleError(f"{manifest_path}: bad file entry {name!r}")
+        file = root / name
+        if not file.is_file():
+            raise BundleError(f"{file}: missing (listed in {MANIFEST})")
+        size = file.stat().st_size
+        if size != entry.get("bytes"):
+            raise BundleError(f"{file}: {size} bytes; {MANIFEST} says {entry.get('bytes')} "
+                              "(truncated or changed after export)")
+        digest = sha256_file(file)
+        if digest != entry.get("sha256"):
+            raise BundleError(f"{file}: sha256 {digest[:16]}... does not match {MANIFEST} "
+                              f"({str(entry.get('sha256'))[:16]}...): changed after export")
+    extra = sorted(p.name for p in root.iterdir()
+                   if p.suffix.lower() in MODEL_SUFFIXES and p.name not in files)
+    if extra:
+        raise BundleError(f"{root}: model file(s) {extra} are not in {MANIFEST}; "
+                          "refusing a bundle that mixes exports")
+    spec_path = root / SPEC_FILE
+    try:
+        spec = FeatureSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    except EdgeAdError as e:
+        raise BundleError(f"{spec_path}: {e}") from None
+    if spec.digest != manifest.get("spec_digest"):
+        raise BundleError(f"{spec_path}: spec digest {spec.digest[:16]}... does not match "
+                          f"{MANIFEST} ({str(manifest.get('spec_digest'))[:16]}...)")
+    if expected_spec is not None and spec.digest != expected_spec.digest:
+        diff = {k: (v, getattr(expected_spec, k)) for k, v in dataclasses.asdict(spec).items()
+                if getattr(expected_spec, k) != v}
+        raise BundleError(f"{spec_path}: the bundle's features differ from this device's "
+                          f"(bundle, expected): {diff}")
+    threshold_path = root / THRESHOLD_FILE
+    raw = _read_json(threshold_path)
+    if not isinstance(raw, dict):
+        raise BundleError(f"{threshold_path}: expected an object {{model file: threshold}}")
+    thresholds = {}
+    for name in models:
+        if name not in raw:
+            raise BundleError(f"{threshold_path}: no threshold for {name}")
+        try:
+            thresholds[name] = Threshold.from_dict(raw[name])
+        except EdgeAdError as e:
+            raise BundleError(f"{threshold_path}: {name}: {e}") from None
+    return Bundle(path=root, spec=spec, manifest=manifest, thresholds=thresholds)
+
+
+# --- writing -------------------------------------------------------------------------------
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    delay = os.environ.get(WRITE_DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries; False where the OS or file system cannot.
+
+    Python has no binding for ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+, glibc 2.28+),
+    the one call that replaces a non-empty directory with no moment where neither exists.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Refuse early a target that exists but is not a bundle (never replace other data).
+
+    An empty directory or an earlier bundle (it has ``manifest.json``) may be replaced.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir() or path.is_symlink():
+            raise BundleError(f"{path}: exists and is not a directory; refusing to replace it")
+        if any(path.iterdir()) and not (path / MANIFEST).is_file():
+            raise BundleError(f"{path}: exists, is not empty and is not a bundle (no "
+                              f"{MANIFEST}); refusing to replace it")
+    return path
+
+
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.partial-"
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove temporary directories left by killed exports (their process is gone)."""
+    prefix = _partial_prefix(target)
+    for p in target.parent.glob(prefix + "*"):
+        try:
+            pid = int(p.name[len(prefix):].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
+def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: FeatureSpec,
+                 thresholds: Mapping[str, Threshold], info: Mapping[str, Any] | None = None
+                 ) -> Bundle:
+    """Write a bundle atomically and return it, verified by :func:`load_bundle`.
+
+    Args:
+        path: the bundle directory; an earlier bundle there is replaced only once the new
+            one is complete on disk.
+        models: ``{file name: model bytes}``, names from :data:`MODEL_FILES`.
+        spec: the feature spec the models were trained on.
+        thresholds: ``{file name: Threshold}``, one per model.
+        info: more manifest entries (``models`` metadata per file, metrics, gate settings,
+            versions, source); ``files``, ``spec_digest``, ``schema_version`` and
+            ``created`` are set here.
+
+    Raises:
+        BundleError: bad names, a threshold missing, or a target that is not a bundle.
+    """
+    target = check_target(path).absolute()
+    known = set(MODEL_FILES.values())
+    if not models or set(models) - known:
+        raise BundleError(f"model names {sorted(set(models) - known) or '(none)'}; "
+                          f"expected some of {sorted(known)}")
+    if set(models) != set(thresholds):
+        raise BundleError(f"thresholds for {sorted(thresholds)} but models {sorted(models)}; "
+                          "expected one threshold per model file")
+    info = dict(info or {})
+    model_info = {name: dict(info.get("models", {}).get(name, {})) for name in sorted(models)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(target)}{os.getpid()}-",
+                                dir=target.parent))
+    try:
+        contents: dict[str, bytes] = {
+            SPEC_FILE: spec.to_json().encode(),
+            THRESHOLD_FILE: _json_bytes({n: thresholds[n].to_dict() for n in sorted(thresholds)}),
+        }
+        contents.update({name: bytes(models[name]) for name in sorted(models)})
+        files = {}
+        for name, data in contents.items():
+            _write_file(tmp / name, data)
+            files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        for name in model_info:
+            model_info[name].update(files[name])
+        manifest = {
+            **info,
+            "schema_version": SCHEMA_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "edge_ad_version": __version__,
+            "spec_digest": spec.digest,
+            "files": files,
+            "models": model_info,
+        }
+        # The manifest goes last: a directory with a manifest has all its files.
+        _write_file(tmp / MANIFEST, _json_bytes(manifest))
+        os.chmod(tmp, 0o755)   # mkdtemp makes it 0700
+        _fsync_dir(tmp)
+        if target.exists():
+            if _exchange(tmp, target):
+                old = tmp          # after the swap the temporary name holds the old bundle
+            else:
+                old = target.parent / f"{_partial_prefix(target)}{os.getpid()}-old"
+                os.rename(target, old)
+                os.rename(tmp, target)
+            _fsync_dir(target.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+            _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(target)

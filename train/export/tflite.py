@@ -1,0 +1,89 @@
+"""TFLite models of the folded MLP, with the TensorFlow Lite converter.
+
+The folded weights are rebuilt as a ``tf.Module`` whose ``tf.function`` has a fixed input
+signature ``[None, in]`` (a dynamic batch: the runtime resizes it to one clip's vectors),
+then converted to float and to full int8: int8 weights (per channel), int8 activations,
+int8 input and output, calibrated on a representative dataset of training vectors.
+TensorFlow is imported here only, inside the functions: it is the ``tensorflow`` extra,
+needed on the export machine and nowhere else.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edge.errors import EdgeAdError
+
+from .fold import Dense
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # no banner per import on stderr
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise EdgeAdError(f"TFLite export needs TensorFlow ({e}); install the extra: "
+                          "pip install 'edge-ad[tensorflow]', or export with --formats onnx") from None
+    return tf
+
+
+def _module(tf, layers: list[Dense]):
+    """A tf.Module computing the folded MLP; weights as constants (they fold into the flatbuffer)."""
+    n_in = int(layers[0].weight.shape[1])
+
+    class FoldedMLP(tf.Module):
+        def __init__(self):
+            super().__init__(name="edge_ad_autoencoder")
+            self.weights_t = [tf.constant(np.ascontiguousarray(d.weight.T)) for d in layers]
+            self.biases = [tf.constant(d.bias) for d in layers]
+            self.relus = [d.relu for d in layers]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, n_in], tf.float32, name="x")])
+        def __call__(self, x):
+            for w, b, relu in zip(self.weights_t, self.biases, self.relus):
+                x = tf.matmul(x, w) + b
+                if relu:
+                    x = tf.nn.relu(x)
+            return x
+
+    return FoldedMLP()
+
+
+def _converter(tf, layers: list[Dense]):
+    module = _module(tf, layers)
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.__call__.get_concrete_function()], module)
+
+
+def convert_float(layers: list[Dense]) -> bytes:
+    """Float32 TFLite flatbuffer: ``x: (batch, in) float32 -> (batch, out) float32``."""
+    tf = _tf()
+    return bytes(_converter(tf, layers).convert())
+
+
+def convert_int8(layers: list[Dense], calibration: np.ndarray) -> bytes:
+    """Full-integer TFLite flatbuffer: ``(batch, in) int8 -> (batch, out) int8``.
+
+    Args:
+        layers: the folded MLP.
+        calibration: ``(n, in) float32`` training vectors, fed one at a time as the
+            representative dataset (the converter records min/max per tensor).
+
+    The input and output quantisation parameters live in the model; the edge backend
+    reads them from there.
+    """
+    tf = _tf()
+    vectors = np.ascontiguousarray(calibration, dtype=np.float32)
+
+    def representative_dataset():
+        for i in range(len(vectors)):
+            yield [vectors[i:i + 1]]
+
+    converter = _converter(tf, layers)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
