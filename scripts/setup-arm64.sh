@@ -126,11 +126,21 @@ if [ "$(cat "$SITE/.edge-ad-stamp" 2>/dev/null)" != "$site_recipe" ]; then
   echo "setup-arm64: wheels ready in $((SECONDS - start)) s ($(du -sh "$SITE" | cut -f1))"
 fi
 
-# --- 3. smoke check: the aarch64 interpreter imports the runtime under qemu -----------------
-QEMU_LD_PREFIX=$ROOT PYTHONPATH=$SITE PYTHONDONTWRITEBYTECODE=1 qemu-aarch64 "$ROOT/usr/bin/python3.11" -c '
-import platform, numpy, soundfile, soxr, _cffi_backend
+# --- 3. board views: the root as a Raspberry Pi 4 and 5 see it (CPU list in /proc and /sys) --
+board_recipe="$(cat "$ROOT/.edge-ad-stamp") board-script=$(sha256sum scripts/arm64/make-board.sh | cut -c1-16)"
+for board in pi4 pi5; do
+  if [ "$(cat "$CACHE/boards/$board/.board-stamp" 2>/dev/null)" != "$board_recipe" ]; then
+    mkdir -p "$CACHE/boards"
+    scripts/arm64/make-board.sh "$ROOT" "$CACHE/boards/$board" "$board"
+    echo "$board_recipe" >"$CACHE/boards/$board/.board-stamp"
+  fi
+done
+
+# --- 4. smoke check: the aarch64 interpreter imports the runtime under qemu -----------------
+QEMU_LD_PREFIX=$CACHE/boards/pi4 PYTHONPATH=$SITE PYTHONDONTWRITEBYTECODE=1 qemu-aarch64 -cpu cortex-a72 "$ROOT/usr/bin/python3.11" -c '
+import importlib.metadata, platform, numpy, soundfile, soxr, _cffi_backend
 from ai_edge_litert.interpreter import Interpreter
-import ai_edge_litert
 assert platform.machine() == "aarch64", platform.machine()
-print("setup-arm64: aarch64 Python", platform.python_version(), "numpy", numpy.__version__)
+print("setup-arm64: aarch64 Python", platform.python_version(), "numpy", numpy.__version__,
+      "ai-edge-litert", importlib.metadata.version("ai-edge-litert"))
 ' || { echo "setup-arm64: the aarch64 Python in $ROOT cannot import the runtime" >&2; exit 1; }
