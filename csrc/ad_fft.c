@@ -1,0 +1,139 @@
+/* ad_fft.c: 1024-point real FFT via a 512-point complex Stockham FFT (see ad_fft.h). */
+#include "ad_fft.h"
+
+#include <math.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AD_INLINE static inline __attribute__((always_inline))
+#else
+#define AD_INLINE static inline
+#endif
+
+#define AD_PI 3.14159265358979323846
+
+void ad_rfft_init(ad_rfft *fft)
+{
+    int off = 0;
+    /* radix-4 stages of lengths 512, 128, 32, 8; the last stage (length 2) is radix-2 */
+    for (int n = AD_FFT_HALF; n >= 4; n /= 4) {
+        for (int p = 0; p < n / 4; p++) {
+            for (int r = 1; r <= 3; r++) {
+                double angle = -2.0 * AD_PI * (double)(r * p) / (double)n;
+                fft->tw_re[r - 1][off + p] = (float)cos(angle);
+                fft->tw_im[r - 1][off + p] = (float)sin(angle);
+            }
+        }
+        off += n / 4;
+    }
+    for (int k = 0; k <= AD_FFT_HALF; k++) {
+        double angle = -2.0 * AD_PI * (double)k / (double)AD_FFT_N;
+        fft->post_re[k] = (float)(0.5 * cos(angle));
+        fft->post_im[k] = (float)(0.5 * sin(angle));
+    }
+}
+
+/* One radix-4 decimation-in-frequency Stockham stage of length n and stride s:
+ *   y[q + s(4p + r)] = w_n^(r p) * sum_l x[q + s(p + l n/4)] (-i)^(l r)
+ * Called with constant n and s so each call compiles to loops of known length; for s >= 4
+ * the inner loop runs over q (contiguous, one twiddle), which vectorises. */
+AD_INLINE void radix4_stage(const int n, const int s, const float *restrict xr,
+                            const float *restrict xi, float *restrict yr, float *restrict yi,
+                            const ad_rfft *restrict fft, const int off)
+{
+    const int n1 = n / 4;
+    for (int p = 0; p < n1; p++) {
+        const float w1r = fft->tw_re[0][off + p], w1i = fft->tw_im[0][off + p];
+        const float w2r = fft->tw_re[1][off + p], w2i = fft->tw_im[1][off + p];
+        const float w3r = fft->tw_re[2][off + p], w3i = fft->tw_im[2][off + p];
+        for (int q = 0; q < s; q++) {
+            const int ia = q + s * p, ib = ia + s * n1, ic = ib + s * n1, id = ic + s * n1;
+            const float apcr = xr[ia] + xr[ic], apci = xi[ia] + xi[ic];
+            const float amcr = xr[ia] - xr[ic], amci = xi[ia] - xi[ic];
+            const float bpdr = xr[ib] + xr[id], bpdi = xi[ib] + xi[id];
+            const float bmdr = xr[ib] - xr[id], bmdi = xi[ib] - xi[id];
+            /* t1 = (a - c) - i (b - d), t3 = (a - c) + i (b - d) */
+            const float t0r = apcr + bpdr, t0i = apci + bpdi;
+            const float t1r = amcr + bmdi, t1i = amci - bmdr;
+            const float t2r = apcr - bpdr, t2i = apci - bpdi;
+            const float t3r = amcr - bmdi, t3i = amci + bmdr;
+            const int o = q + s * 4 * p;
+            yr[o] = t0r;
+            yi[o] = t0i;
+            yr[o + s] = w1r * t1r - w1i * t1i;
+            yi[o + s] = w1r * t1i + w1i * t1r;
+            yr[o + 2 * s] = w2r * t2r - w2i * t2i;
+            yi[o + 2 * s] = w2r * t2i + w2i * t2r;
+            yr[o + 3 * s] = w3r * t3r - w3i * t3i;
+            yi[o + 3 * s] = w3r * t3i + w3i * t3r;
+        }
+    }
+}
+
+/* The first stage (n = 512, s = 1): the loop over p is the inner one; inputs and twiddles
+ * are contiguous in p, outputs interleave by 4. */
+AD_INLINE void radix4_first(const float *restrict xr, const float *restrict xi,
+                            float *restrict yr, float *restrict yi, const ad_rfft *restrict fft)
+{
+    enum { N1 = AD_FFT_HALF / 4 };
+    const float *restrict w1r = fft->tw_re[0], *restrict w1i = fft->tw_im[0];
+    const float *restrict w2r = fft->tw_re[1], *restrict w2i = fft->tw_im[1];
+    const float *restrict w3r = fft->tw_re[2], *restrict w3i = fft->tw_im[2];
+    for (int p = 0; p < N1; p++) {
+        const float apcr = xr[p] + xr[p + 2 * N1], apci = xi[p] + xi[p + 2 * N1];
+        const float amcr = xr[p] - xr[p + 2 * N1], amci = xi[p] - xi[p + 2 * N1];
+        const float bpdr = xr[p + N1] + xr[p + 3 * N1], bpdi = xi[p + N1] + xi[p + 3 * N1];
+        const float bmdr = xr[p + N1] - xr[p + 3 * N1], bmdi = xi[p + N1] - xi[p + 3 * N1];
+        const float t1r = amcr + bmdi, t1i = amci - bmdr;
+        const float t2r = apcr - bpdr, t2i = apci - bpdi;
+        const float t3r = amcr - bmdi, t3i = amci + bmdr;
+        yr[4 * p] = apcr + bpdr;
+        yi[4 * p] = apci + bpdi;
+        yr[4 * p + 1] = w1r[p] * t1r - w1i[p] * t1i;
+        yi[4 * p + 1] = w1r[p] * t1i + w1i[p] * t1r;
+        yr[4 * p + 2] = w2r[p] * t2r - w2i[p] * t2i;
+        yi[4 * p + 2] = w2r[p] * t2i + w2i[p] * t2r;
+        yr[4 * p + 3] = w3r[p] * t3r - w3i[p] * t3i;
+        yi[4 * p + 3] = w3r[p] * t3i + w3i[p] * t3r;
+    }
+}
+
+void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, float *out_im,
+                     float *work)
+{
+    enum { M = AD_FFT_HALF };
+    float *restrict xr = work, *restrict xi = work + M;
+    float *restrict yr = work + 2 * M, *restrict yi = work + 3 * M;
+
+    /* z[n] = in[2n] + i in[2n+1] */
+    for (int n = 0; n < M; n++) {
+        xr[n] = in[2 * n];
+        xi[n] = in[2 * n + 1];
+    }
+    radix4_first(xr, xi, yr, yi, fft);                /* n = 512, s = 1   */
+    radix4_stage(128, 4, yr, yi, xr, xi, fft, 128);   /* n = 128, s = 4   */
+    radix4_stage(32, 16, xr, xi, yr, yi, fft, 160);   /* n = 32,  s = 16  */
+    radix4_stage(8, 64, yr, yi, xr, xi, fft, 168);    /* n = 8,   s = 64  */
+    for (int q = 0; q < M / 2; q++) {                 /* n = 2,   s = 256 */
+        const float ar = xr[q], ai = xi[q], br = xr[q + M / 2], bi = xi[q + M / 2];
+        yr[q] = ar + br;
+        yi[q] = ai + bi;
+        yr[q + M / 2] = ar - br;
+        yi[q + M / 2] = ai - bi;
+    }
+
+    /* Split Z = FFT(z) into the real spectrum: with E = (Z[k] + conj Z[M-k]) / 2 (even
+     * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O. */
+    const float *restrict zr = yr, *restrict zi = yi;
+    const float *restrict pr = fft->post_re, *restrict pi = fft->post_im;
+    out_re[0] = zr[0] + zi[0];
+    out_im[0] = 0.0f;
+    out_re[M] = zr[0] - zi[0];
+    out_im[M] = 0.0f;
+    for (int k = 1; k < M; k++) {
+        const float cr = zr[M - k], ci = -zi[M - k];
+        const float e_r = zr[k] + cr, e_i = zi[k] + ci;   /* 2E */
+        const float o_r = zi[k] - ci, o_i = cr - zr[k];   /* 2O */
+        out_re[k] = 0.5f * e_r + pr[k] * o_r - pi[k] * o_i;
+        out_im[k] = 0.5f * e_i + pr[k] * o_i + pi[k] * o_r;
+    }
+}
