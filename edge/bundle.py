@@ -285,8 +285,8 @@ def _remove_stale_partials(target: Path) -> None:
 
 
 def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: FeatureSpec,
-                 thresholds: Mapping[str, Threshold], info: Mapping[str, Any] | None = None
-                 ) -> Bundle:
+                 thresholds: Mapping[str, Threshold], info: Mapping[str, Any] | None = None,
+                 extra_files: Mapping[str, bytes] | None = None) -> Bundle:
     """Write a bundle atomically and return it, verified by :func:`load_bundle`.
 
     Args:
@@ -298,6 +298,8 @@ def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: 
         info: more manifest entries (``models`` metadata per file, metrics, gate settings,
             versions, source); ``files``, ``spec_digest``, ``schema_version`` and
             ``created`` are set here.
+        extra_files: ``{file name: bytes}`` of other files to carry, hashed like the rest
+            (``edge-ad calibrate`` keeps the previous manifest and thresholds this way).
 
     Raises:
         BundleError: bad names, a threshold missing, or a target that is not a bundle.
@@ -322,6 +324,12 @@ def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: 
             THRESHOLD_FILE: _json_bytes({n: thresholds[n].to_dict() for n in sorted(thresholds)}),
         }
         contents.update({name: bytes(models[name]) for name in sorted(models)})
+        for name, data in sorted((extra_files or {}).items()):
+            if name in contents or name == MANIFEST or Path(name).name != name \
+                    or Path(name).suffix.lower() in MODEL_SUFFIXES:
+                raise BundleError(f"extra file name {name!r}: expected a plain new file name "
+                                  "that is not a model, the manifest or a bundle file")
+            contents[name] = bytes(data)
         files = {}
         for name, data in contents.items():
             _write_file(tmp / name, data)
