@@ -32,37 +32,9 @@ class Backend(Protocol):
 
 
 def _frontend(spec: FeatureSpec) -> Any:
-    from . import features
+    from .features import Frontend  # the C kernel through cffi
 
-    if hasattr(features, "Frontend"):
-        return features.Frontend(spec=spec)
-    return _ReferenceFrontend(spec)  # TEMPORARY until the C front end lands
-
-
-class _ReferenceFrontend:
-    """TEMPORARY streaming adapter over the numpy reference; deleted when
-    ``edge.features.Frontend`` exists."""
-
-    def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self.reset()
-
-    def reset(self) -> None:
-        self._buf = np.zeros(0)
-        self._frames = np.zeros((0, self.spec.n_mels))
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        from .reference import context_vectors, logmel_frames_unpadded
-
-        x = np.asarray(samples)
-        x = x / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
-        self._buf = np.concatenate([self._buf, x])
-        frames = logmel_frames_unpadded(self._buf, self.spec)
-        self._buf = self._buf[len(frames) * self.spec.hop_length:]
-        allf = np.concatenate([self._frames, frames])
-        out = context_vectors(allf, self.spec).astype(np.float32)
-        self._frames = allf[-(self.spec.context_frames - 1):]
-        return out
+    return Frontend(spec=spec)
 
 
 def window_vectors(window_s: float, *, spec: FeatureSpec = DEFAULT_SPEC) -> int:
