@@ -1,0 +1,363 @@
+"""``edge-ad bench``: float against int8 in accuracy and latency, measured in one run.
+
+Everything is measured on the same clips, on the same machine, in the same process, one
+thread each, after warm-up, so the ratios printed next to the absolute figures compare like
+with like. Speed targets live here (and in ``bench/``), never in the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge import features
+from edge.errors import EdgeAdError
+from edge.scoring import clip_score
+from edge.spec import DEFAULT_SPEC, FeatureSpec
+
+from . import metrics
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+#: the variants in the order the table shows them; the first present is the reference
+VARIANTS = ("torch float", "onnx float", "onnx int8", "tflite float", "tflite int8")
+
+
+# --------------------------------------------------------------------------- utilities
+def single_thread() -> None:
+    """One thread for every library that would otherwise use all cores (set before import)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def time_calls(fn: Callable[[], Any], *, repeat: int, warmup: int = 3) -> np.ndarray:
+    """Wall time of ``repeat`` calls of ``fn`` after ``warmup`` calls, seconds ``(repeat,)``."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeat)
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def _pct(t: np.ndarray) -> dict[str, float]:
+    return {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)),
+            "mean": float(t.mean()), "n": int(len(t))}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores and library versions: a figure means nothing without them."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    libs = ["edge-ad", "numpy", "torch", "onnxruntime", "ai-edge-litert", "tflite-runtime",
+            "tensorflow-cpu", "librosa", "cffi"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+            "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "versions": {d: v for d in libs if (v := _version(d))}}
+
+
+# --------------------------------------------------------------------------- front ends
+def numpy_logmel_frames(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
+    """The fastest plain-numpy log-mel we know: all frames at once through a strided view,
+    one batched ``rfft``, a dense mel matrix product. ``(n_frames, n_mels) float32``.
+
+    The peer the C kernel is measured against; its parity with the reference is tested.
+    """
+    from edge import tables
+
+    pad = spec.n_fft - len(x) % spec.n_fft
+    xp = np.concatenate([np.zeros(pad // 2, np.float32), np.asarray(x, np.float32),
+                         np.zeros(pad - pad // 2, np.float32)])
+    frames = np.lib.stride_tricks.sliding_window_view(xp, spec.n_fft)[::spec.hop_length]
+    spectrum = np.fft.rfft(frames * tables.window(spec), axis=1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    mel = power @ _mel_t(spec)
+    return np.log10(np.maximum(mel, spec.log_floor))
+
+
+_MEL_T: dict[str, np.ndarray] = {}
+
+
+def _mel_t(spec: FeatureSpec) -> np.ndarray:
+    from edge import tables
+
+    if spec.digest not in _MEL_T:
+        _MEL_T[spec.digest] = np.ascontiguousarray(tables.mel_dense(spec).T)
+    return _MEL_T[spec.digest]
+
+
+def librosa_logmel_frames(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
+    """librosa with every setting pinned to SPEC section 2 (the peer check of the spec)."""
+    import librosa
+    from edge import reference, tables
+
+    mel = librosa.feature.melspectrogram(
+        y=reference.pad_clip(x, spec).astype(np.float32), sr=spec.sample_rate, n_fft=spec.n_fft,
+        hop_length=spec.hop_length, window=tables.window(spec), center=False, power=spec.power,
+        n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax)
+    return np.log10(np.maximum(mel, spec.log_floor)).T
+
+
+def bench_frontends(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, repeat: int = 30) -> dict[str, Any]:
+    """Log-mel frames of one clip with the C kernel, numpy and librosa; per hop streaming."""
+    out: dict[str, Any] = {}
+    peers: dict[str, Callable[[], Any]] = {
+        "c": lambda: features.logmel_frames(x, spec=spec),
+        "numpy": lambda: numpy_logmel_frames(x, spec=spec),
+    }
+    try:
+        import librosa  # noqa: F401
+        peers["librosa"] = lambda: librosa_logmel_frames(x, spec=spec)
+    except ImportError:
+        pass
+    for name, fn in peers.items():
+        out[name] = {"clip": _pct(time_calls(fn, repeat=repeat))}
+    # Streaming: the cost of one hop of samples through the C front end.
+    fe = features.Frontend(spec=spec)
+    hop = (np.asarray(x[: spec.hop_length * 400]) * 32767).astype(np.int16).reshape(-1, spec.hop_length)
+    fe.push(hop[0])
+    for h in hop[:8]:
+        fe.push(h)
+    t = np.empty(len(hop))
+    for i, h in enumerate(hop):
+        t0 = time.perf_counter()
+        fe.push(h)
+        t[i] = time.perf_counter() - t0
+    out["c"]["hop"] = _pct(t)
+    return out
+
+
+# --------------------------------------------------------------------------- models
+@dataclasses.dataclass
+class Variant:
+    name: str              # e.g. "tflite int8"
+    run: Runner
+    cutoff: float
+    path: str | None       # model file, None for torch
+    bytes: int | None
+
+
+def _torch_runner(run: Any) -> Runner:
+    import torch
+
+    torch.set_num_threads(1)
+    model = run.model.eval()
+
+    def go(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    return go
+
+
+def load_variants(*, run: Any | None, bundle: Any | None) -> list[Variant]:
+    """Torch float from a RUN, every model file of a BUNDLE, each with its own cutoff."""
+    from edge import backends
+
+    out: list[Variant] = []
+    if run is not None:
+        out.append(Variant("torch float", _torch_runner(run), run.threshold.cutoff, None, None))
+    if bundle is not None:
+        for backend in ("onnx", "tflite"):
+            for precision in ("float", "int8"):
+                try:
+                    path = bundle.model_path(backend=backend, precision=precision)
+                except EdgeAdError:
+                    continue
+                b = backends.load(path, num_threads=1)
+                out.append(Variant(f"{backend} {precision}", b.run,
+                                   bundle.threshold_for(Path(path).name).cutoff,
+                                   str(path), Path(path).stat().st_size))
+    out.sort(key=lambda v: VARIANTS.index(v.name))
+    return out
+
+
+def bench_accuracy(variants: list[Variant], clips: list[Any], vectors: Callable[[Any], np.ndarray],
+                   *, p: float = 0.1) -> dict[str, Any]:
+    """Per-ID and overall metrics of each variant on the same test clips."""
+    if not clips:
+        raise EdgeAdError("bench: no test clips to measure accuracy on")
+    labels = np.array([1 if c.label == "anomaly" else 0 for c in clips])
+    ids = [str(c.id) for c in clips]
+    xs = [vectors(c) for c in clips]
+    out: dict[str, Any] = {}
+    for v in variants:
+        scores = np.array([clip_score(x, v.run(x)) for x in xs])
+        table = metrics.evaluate_table(scores, labels, ids, cutoff=v.cutoff, p=p)
+        out[v.name] = {"table": table, "scores": scores.tolist()}
+    return out
+
+
+def bench_latency(variants: list[Variant], x: np.ndarray, *, repeat_vector: int = 300,
+                  repeat_clip: int = 30) -> dict[str, Any]:
+    """Per vector (batch of 1) and per clip (all vectors of a 10 s clip in one batch)."""
+    out: dict[str, Any] = {}
+    one = np.ascontiguousarray(x[:1])
+    for v in variants:
+        per_vec = time_calls(lambda: v.run(one), repeat=repeat_vector, warmup=20)
+        per_clip = time_calls(lambda: v.run(x), repeat=repeat_clip, warmup=3)
+        out[v.name] = {"vector": _pct(per_vec), "clip": _pct(per_clip),
+                       "vectors_per_s": float(len(x) / np.median(per_clip))}
+    return out
+
+
+def bench_edge_path(bundle_dir: str | Path, recording: str | Path, *, backend: str = "tflite",
+                    precision: str = "int8") -> dict[str, Any]:
+    """The edge path as a board runs it: ``edge-ad run --device FILE --fast`` in its own
+    process. Real-time factor from the audio length and the wall time of the stream loop
+    (which the runtime reports), peak resident memory from the child's rusage."""
+    import soundfile as sf
+
+    seconds = sf.info(str(recording)).duration
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = Path(tmp) / "decisions.jsonl"
+        cmd = [sys.executable, "-m", "edge", "-q", "run", "--device", str(recording), "--fast",
+               "--model", str(bundle_dir), "--backend", backend, "--precision", precision,
+               "--json-out", str(lines)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise EdgeAdError(f"bench: edge-ad run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        decisions = [json.loads(s) for s in lines.read_text().splitlines() if s.strip()]
+    return {"audio_s": seconds, "wall_s": wall, "rtf": seconds / wall,
+            "decisions": len(decisions), "alarms": sum(bool(d.get("alarm")) for d in decisions),
+            "peak_rss_mib": max(peak_kib, before) / 1024.0, "backend": f"{backend} {precision}"}
+
+
+def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tflite",
+                     precision: str = "int8") -> dict[str, Any]:
+    """Real-time factor of the stream loop alone (no process start-up): WAV blocks in,
+    decisions out, through the same Detector ``edge-ad run`` uses."""
+    from edge import backends
+    from edge.capture import FileSource
+    from edge.stream import Detector
+
+    path = bundle.model_path(backend=backend, precision=precision)
+    det = Detector(backends.load(path, num_threads=1),
+                   cutoff=bundle.threshold_for(Path(path).name).cutoff, spec=bundle.spec)
+    src = FileSource(recording, spec=bundle.spec, fast=True)
+    blocks = list(src)
+    n = sum(len(b) for b in blocks)
+    t0 = time.perf_counter()
+    decisions = [d for b in blocks for d in det.push(b)]
+    wall = time.perf_counter() - t0
+    return {"audio_s": n / bundle.spec.sample_rate, "wall_s": wall,
+            "rtf": n / bundle.spec.sample_rate / wall, "decisions": len(decisions)}
+
+
+# --------------------------------------------------------------------------- report
+def _fmt_t(s: float) -> str:
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The terminal table: absolute figures with ratios against the float reference."""
+    lines: list[str] = []
+    m = result["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
+    lines.append("  " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    acc = result.get("accuracy", {})
+    lat = result.get("latency", {})
+    if acc or lat:
+        ref = next(iter(acc or lat))
+        lines.append("")
+        lines.append(f"{'model':<13} {'AUC':>6} {'pAUC':>6} {'pAUC-McC':>8} {'TPR':>6} {'FPR':>6} "
+                     f"{'vec p50':>9} {'vec p99':>9} {'clip p50':>9} {'x ' + ref:>14} {'size':>9}")
+        ref_clip = lat.get(ref, {}).get("clip", {}).get("p50")
+        for name in VARIANTS:
+            if name not in acc and name not in lat:
+                continue
+            o = acc.get(name, {}).get("table", {}).get("overall", {})
+            lt = lat.get(name, {})
+            size = result.get("sizes", {}).get(name)
+            ratio = (ref_clip / lt["clip"]["p50"]) if ref_clip and lt else float("nan")
+            lines.append(
+                f"{name:<13} {o.get('auc', float('nan')):6.3f} {o.get('pauc', float('nan')):6.3f} "
+                f"{o.get('pauc_mcclish', float('nan')):8.3f} {o.get('tpr', float('nan')):6.3f} "
+                f"{o.get('fpr', float('nan')):6.3f} "
+                f"{_fmt_t(lt['vector']['p50']) if lt else '-':>9} {_fmt_t(lt['vector']['p99']) if lt else '-':>9} "
+                f"{_fmt_t(lt['clip']['p50']) if lt else '-':>9} {ratio:13.2f}x "
+                f"{(f'{size / 1024:.1f} KiB') if size else '-':>9}")
+        ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
+        if ids:
+            lines.append("")
+            lines.append("AUC per ID: " + " ".join(f"{'id ' + i:>8}" for i in ids))
+            for name, a in acc.items():
+                lines.append(f"{name:<12}" + " ".join(f"{a['table']['per_id'][i]['auc']:8.3f}" for i in ids))
+    fe = result.get("frontend")
+    if fe:
+        c = fe["c"]["clip"]["p50"]
+        lines.append("")
+        lines.append("front end, one 10 s clip (log-mel frames), single thread:")
+        for name, f in fe.items():
+            t = f["clip"]["p50"]
+            lines.append(f"  {name:<8} {_fmt_t(t):>10}   C is {t / c:6.1f}x faster" if name != "c"
+                         else f"  {name:<8} {_fmt_t(t):>10}   per hop {_fmt_t(f['hop']['p50'])} (p99 {_fmt_t(f['hop']['p99'])})")
+    for key, title in (("edge_stream", "edge stream loop (in process)"), ("edge_process", "edge-ad run process")):
+        e = result.get(key)
+        if e:
+            extra = f", peak RSS {e['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in e else ""
+            lines.append(f"{title}: {e['audio_s']:.0f} s of audio in {e['wall_s']:.2f} s = "
+                         f"{e['rtf']:.0f}x real time, {e['decisions']} decisions{extra}")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: str | Path) -> None:
+    """Latency bars per variant and AUC per ID, float against int8, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lat = result.get("latency", {})
+    names = [n for n in VARIANTS if n in lat]
+    ax1.bar(names, [lat[n]["clip"]["p50"] * 1e3 for n in names], color=["C0" if "float" in n else "C1" for n in names])
+    ax1.set_ylabel("ms per 10 s clip (p50, 1 thread)")
+    ax1.set_title("Inference latency")
+    ax1.tick_params(axis="x", rotation=30)
+    acc = result.get("accuracy", {})
+    names = [n for n in VARIANTS if n in acc]
+    ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
+    width = 0.8 / max(1, len(names))
+    for k, n in enumerate(names):
+        ax2.bar(np.arange(len(ids)) + k * width, [acc[n]["table"]["per_id"][i]["auc"] for i in ids],
+                width, label=n)
+    ax2.set_xticks(np.arange(len(ids)) + width * (len(names) - 1) / 2, [f"id {i}" for i in ids])
+    ax2.set_ylim(0.4, 1.0)
+    ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax2.set_ylabel("AUC")
+    ax2.set_title("AUC per machine ID")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
