@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         if not args.force:
             raise EdgeAdError(f"{out}: not empty; pass --force to replace it or choose --out")
+        if not (out / "demo.log").is_file():
+            raise EdgeAdError(f"{out}: not an earlier demo folder (no demo.log); refusing to delete it")
         import shutil
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
