@@ -10,9 +10,10 @@ with ``PYTHONPATH=DIR:...`` imports the cross-built kernel and nothing built for
 The extension is exactly the one ``pip install .`` builds: the same ``FFI`` object from
 ``csrc/build_frontend.py`` (its cdef, its ``set_source`` preamble, sources, include dirs,
 macros and libraries), with the C that cffi generates for it (``ffi.emit_c_code``), compiled
-by ``aarch64-linux-gnu-gcc -mcpu=cortex-a72`` (Raspberry Pi 4) against the arm64 root's
-CPython headers. setuptools cannot cross-compile an extension for another interpreter, hence
-this small driver.
+by ``aarch64-linux-gnu-gcc`` with the flags the board's own CPython would give setuptools
+(its sysconfig: CFLAGS, CCSHARED, LDSHARED) plus ``-mcpu=cortex-a72`` (Raspberry Pi 4),
+against the arm64 root's CPython headers. setuptools cannot cross-compile an extension for
+another interpreter, hence this small driver.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SUFFIX = ".cpython-311-aarch64-linux-gnu.so"
 # Host-specific code generation options do not carry over to the target; -mcpu is set here.
 _HOST_ONLY = ("-march", "-mtune", "-mcpu", "-mavx", "-msse", "-mfma", "-mf16c", "-mbmi", "-mpopcnt")
 
@@ -51,26 +51,41 @@ def _repo_path(p: str) -> str:
     return p if os.path.isabs(p) else str(REPO / p)
 
 
-def compile_command(ffi, c_file: Path, out: Path, *, root: Path, cc: str, cpu: str) -> list[str]:
+def target_config(root: Path) -> dict[str, str]:
+    """The target interpreter's own build variables (CC, CFLAGS, CCSHARED, LDSHARED,
+    EXT_SUFFIX): what setuptools would use if ``pip install .`` ran on the board itself."""
+    path = root / "usr/lib/python3.11/_sysconfigdata__linux_aarch64-linux-gnu.py"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (run scripts/setup-arm64.sh)")
+    return runpy.run_path(str(path))["build_time_vars"]
+
+
+def compile_commands(ffi, c_file: Path, out: Path, *, obj_dir: Path, root: Path, cc: str,
+                     cpu: str) -> list[list[str]]:
+    """Compile each source to an object, then link, with the flags distutils would use on
+    the board (target sysconfig + the ffi's own options) plus ``-mcpu``."""
     _, _, _, kwds = ffi._assigned_source  # cffi keeps set_source's keywords here
-    cmd = [cc, "-shared", "-fPIC", "-O3", "-fno-strict-aliasing", "-DNDEBUG",
-           f"-I{root}/usr/include/python3.11",
-           # Debian's pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>; searched
-           # after the cross toolchain's own libc headers, so those stay the ones used.
-           f"-idirafter{root}/usr/include"]
-    cmd += [f"-I{_repo_path(d)}" for d in kwds.get("include_dirs", [])]
-    for macro in kwds.get("define_macros", []):
-        name, value = macro
-        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
-    cmd += [f"-U{m}" for m in kwds.get("undef_macros", [])]
-    cmd += [a for a in kwds.get("extra_compile_args", []) if not a.startswith(_HOST_ONLY)]
-    cmd += [f"-mcpu={cpu}", str(c_file)]
-    cmd += [_repo_path(s) for s in kwds.get("sources", [])]
-    cmd += [f"-L{_repo_path(d)}" for d in kwds.get("library_dirs", [])]
-    cmd += [f"-l{lib}" for lib in kwds.get("libraries", [])]
-    cmd += [a for a in kwds.get("extra_link_args", []) if not a.startswith(_HOST_ONLY)]
-    cmd += ["-o", str(out)]
-    return cmd
+    config = target_config(root)
+    cflags = config["CFLAGS"].split() + config["CCSHARED"].split()
+    cflags += [f"-I{root}/usr/include/python3.11",
+               # Debian's pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>;
+               # searched after the cross toolchain's own libc headers, which stay first.
+               f"-idirafter{root}/usr/include"]
+    cflags += [f"-I{_repo_path(d)}" for d in kwds.get("include_dirs", [])]
+    for name, value in kwds.get("define_macros", []):
+        cflags.append(f"-D{name}" if value is None else f"-D{name}={value}")
+    cflags += [f"-U{m}" for m in kwds.get("undef_macros", [])]
+    cflags += [a for a in kwds.get("extra_compile_args", []) if not a.startswith(_HOST_ONLY)]
+    cflags.append(f"-mcpu={cpu}")
+    sources = [str(c_file)] + [_repo_path(s) for s in kwds.get("sources", [])]
+    objects = [str(obj_dir / f"{i:02d}-{Path(s).stem}.o") for i, s in enumerate(sources)]
+    commands = [[cc, *cflags, "-c", src, "-o", obj] for src, obj in zip(sources, objects)]
+    link = [cc, *config["LDSHARED"].split()[1:], *objects]
+    link += [f"-L{_repo_path(d)}" for d in kwds.get("library_dirs", [])]
+    link += [f"-l{lib}" for lib in kwds.get("libraries", [])]
+    link += [a for a in kwds.get("extra_link_args", []) if not a.startswith(_HOST_ONLY)]
+    commands.append([*link, "-o", str(out)])
+    return commands
 
 
 def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str) -> Path:
@@ -90,12 +105,13 @@ def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str) -> Pa
     c_file = gen / f"{leaf}.c"
     with contextlib.redirect_stdout(sys.stderr):  # cffi reports "generating ..." on stdout
         ffi.emit_c_code(str(c_file))
-    target = pkg / f"{leaf}{SUFFIX}"
-    cmd = compile_command(ffi, c_file, target, root=root, cc=cc, cpu=cpu)
-    (gen / "command.txt").write_text(" ".join(cmd) + "\n")
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"cross-compiling {module_name} failed:\n{' '.join(cmd)}\n{done.stderr}")
+    target = pkg / f"{leaf}{target_config(root)['EXT_SUFFIX']}"
+    commands = compile_commands(ffi, c_file, target, obj_dir=gen, root=root, cc=cc, cpu=cpu)
+    (gen / "commands.txt").write_text("".join(" ".join(c) + "\n" for c in commands))
+    for cmd in commands:
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"cross-compiling {module_name} failed:\n{' '.join(cmd)}\n{done.stderr}")
     return target
 
 
