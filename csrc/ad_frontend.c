@@ -16,8 +16,15 @@ const char *ad_status_message(ad_status status)
     case AD_ERR_WINDOW: return "a window value is not finite";
     case AD_ERR_MEL_TABLE: return "a mel band lies outside the spectrum or the weight table";
     case AD_ERR_CAPACITY: return "the output buffer is too small";
+    case AD_ERR_STATE: return "the state was not initialised by a successful ad_frontend_init";
     default: return "unknown status";
     }
+}
+
+/* A failed init leaves hop_samples 0: every driver refuses such a state (no division by 0). */
+static int state_ready(const ad_frontend *st)
+{
+    return st->hop_samples >= 1 && st->hop_samples <= AD_N_FFT;
 }
 
 static int finite_all(const float *v, size_t n)
@@ -30,7 +37,10 @@ static int finite_all(const float *v, size_t n)
 
 ad_status ad_frontend_init(ad_frontend *st, const ad_config *cfg)
 {
-    if (!st || !cfg || !cfg->window || !cfg->mel_starts || !cfg->mel_lengths ||
+    if (!st)
+        return AD_ERR_NULL;
+    memset(st, 0, sizeof *st); /* not ready until the end */
+    if (!cfg || !cfg->window || !cfg->mel_starts || !cfg->mel_lengths ||
         !cfg->mel_offsets || (!cfg->mel_weights && cfg->n_mel_weights > 0))
         return AD_ERR_NULL;
     if (cfg->hop_samples < 1 || cfg->hop_samples > AD_N_FFT)
@@ -50,15 +60,11 @@ ad_status ad_frontend_init(ad_frontend *st, const ad_config *cfg)
             return AD_ERR_MEL_TABLE;
     }
 
-    memset(st, 0, sizeof *st);
     st->hop_samples = cfg->hop_samples;
     st->log_floor = cfg->log_floor;
     memcpy(st->window, cfg->window, sizeof st->window);
-    memcpy(st->mel.starts, cfg->mel_starts, sizeof st->mel.starts);
-    memcpy(st->mel.lengths, cfg->mel_lengths, sizeof st->mel.lengths);
-    memcpy(st->mel.offsets, cfg->mel_offsets, sizeof st->mel.offsets);
-    if (cfg->n_mel_weights > 0)
-        memcpy(st->mel.weights, cfg->mel_weights, (size_t)cfg->n_mel_weights * sizeof(float));
+    ad_mel_table_init(&st->mel, cfg->mel_starts, cfg->mel_lengths, cfg->mel_offsets,
+                      cfg->mel_weights);
     ad_rfft_init(&st->fft);
     ad_frontend_reset(st);
     return AD_OK;
@@ -85,7 +91,7 @@ void ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out)
 
 size_t ad_frontend_vectors_for(const ad_frontend *st, size_t n_samples)
 {
-    if (!st)
+    if (!st || !state_ready(st))
         return 0;
     const size_t have = (size_t)st->n_samples, need = AD_N_FFT - have;
     if (n_samples < need)
@@ -105,6 +111,8 @@ size_t ad_frontend_vectors_for(const ad_frontend *st, size_t n_samples)
         if (!st || (!samples && n_samples > 0) || (!out && out_capacity > 0) ||             \
             !n_consumed || !n_out)                                                          \
             return AD_ERR_NULL;                                                             \
+        if (!state_ready(st))                                                               \
+            return AD_ERR_STATE;                                                            \
         size_t used = 0, written = 0;                                                       \
         while (used < n_samples) {                                                          \
             const size_t need = (size_t)(AD_N_FFT - st->n_samples);                         \
@@ -154,7 +162,7 @@ ad_status ad_frontend_push_f32(ad_frontend *st, const float *samples, size_t n_s
 
 size_t ad_clip_n_frames(const ad_frontend *st, size_t n_samples)
 {
-    if (!st)
+    if (!st || !state_ready(st))
         return 0;
     const size_t padded = n_samples + (AD_N_FFT - n_samples % AD_N_FFT);
     return 1 + (padded - AD_N_FFT) / (size_t)st->hop_samples;
@@ -166,6 +174,8 @@ ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_
 {
     if (!st || (!x && n_samples > 0) || !frames || !n_frames)
         return AD_ERR_NULL;
+    if (!state_ready(st))
+        return AD_ERR_STATE;
     const size_t total = ad_clip_n_frames(st, n_samples);
     if (frames_capacity < total)
         return AD_ERR_CAPACITY;

@@ -16,18 +16,19 @@
 void ad_log10_floor(const float *restrict in, float *restrict out, size_t n, float floor)
 {
     for (size_t i = 0; i < n; i++) {
-        float v = in[i] > floor ? in[i] : floor;   /* NaN compares false: floor */
+        const float a = in[i];
+        const float v = a > floor ? a : floor;   /* NaN compares false: floor */
         uint32_t bits;
         memcpy(&bits, &v, sizeof bits);
         /* v = m * 2^e with m in [0.5, 1) */
-        int32_t e = (int32_t)((bits >> 23) & 0xffu) - 126;
+        int32_t e = (int32_t)(bits >> 23) - 126;  /* v > 0: the sign bit is clear */
         bits = (bits & 0x007fffffu) | 0x3f000000u;
         float m;
         memcpy(&m, &bits, sizeof m);
         /* move m into [sqrt(1/2), sqrt(2)) so the polynomial's argument is small */
-        const int small = m < AD_SQRT_HALF;
+        const int32_t small = m < AD_SQRT_HALF;
         e -= small;
-        const float x = (small ? m + m : m) - 1.0f;
+        const float x = m * (float)(1 + small) - 1.0f;
         const float z = x * x;
         float y = 7.0376836292e-2f;
         y = y * x - 1.1514610310e-1f;

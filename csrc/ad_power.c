@@ -6,4 +6,6 @@ void ad_power_spectrum(const float *restrict re, const float *restrict im,
 {
     for (int k = 0; k < AD_N_BINS; k++)
         power[k] = re[k] * re[k] + im[k] * im[k];
+    for (int k = AD_N_BINS; k < AD_POWER_LEN; k++)
+        power[k] = 0.0f;
 }

@@ -55,6 +55,7 @@ extern "C" {
 #define AD_ERR_WINDOW 4        /* a window value is not finite */
 #define AD_ERR_MEL_TABLE 5     /* a mel band outside the spectrum or the weights */
 #define AD_ERR_CAPACITY 6      /* the output buffer is too small for the whole clip */
+#define AD_ERR_STATE 7         /* the state was not initialised by a successful init */
 
 typedef int ad_status;
 
@@ -71,12 +72,17 @@ typedef struct {
 } ad_config;
 
 /* Sparse mel filterbank, CMSIS-DSP style: band m is
- * sum_j weights[offsets[m] + j] * power[starts[m] + j], j < lengths[m]. */
+ * sum_j weights[offsets[m] + j] * power[starts[m] + j], j < lengths[m].
+ * ad_mel_table_init pads every band with zero weights to a multiple of AD_MEL_LANES so the
+ * inner loop has no remainder and vectorises; power buffers hold AD_POWER_LEN floats. */
+#define AD_MEL_LANES 4
+#define AD_POWER_LEN (AD_N_BINS + AD_MEL_LANES - 1)
+#define AD_MEL_PADDED_MAX (AD_MEL_WEIGHTS_MAX + (AD_MEL_LANES - 1) * AD_N_MELS)
 typedef struct {
     int32_t starts[AD_N_MELS];
-    int32_t lengths[AD_N_MELS];
-    int32_t offsets[AD_N_MELS];
-    float weights[AD_MEL_WEIGHTS_MAX];
+    int32_t lengths[AD_N_MELS];   /* multiples of AD_MEL_LANES */
+    int32_t offsets[AD_N_MELS];   /* multiples of AD_MEL_LANES */
+    float weights[AD_MEL_PADDED_MAX];
 } ad_mel_table;
 
 /* The last AD_CONTEXT frames, oldest first, contiguous: a vector is one copy. */
@@ -103,7 +109,7 @@ typedef struct {
     float fft_work[AD_FFT_WORK];
     float spec_re[AD_N_BINS];
     float spec_im[AD_N_BINS];
-    float power[AD_N_BINS];
+    float power[AD_POWER_LEN];
     float mel_energy[AD_N_MELS];
     float logmel[AD_N_MELS];
 } ad_frontend;
@@ -151,10 +157,14 @@ void ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out);
 /* ad_window.c: out[i] = window[i] * in[i], i < AD_N_FFT. */
 void ad_window_apply(const float *window, const float *in, float *out);
 
-/* ad_power.c: power[k] = re[k]^2 + im[k]^2, k < AD_N_BINS. */
+/* ad_power.c: power[k] = re[k]^2 + im[k]^2, k < AD_N_BINS; power has AD_POWER_LEN floats
+ * and the ones past AD_N_BINS are set to 0 (they meet the zero padding of the mel bands). */
 void ad_power_spectrum(const float *re, const float *im, float *power);
 
-/* ad_mel.c: mel[m] = sparse band m of power, m < AD_N_MELS. */
+/* ad_mel.c: pack a validated sparse filterbank of cfg (see ad_config) into mel. */
+void ad_mel_table_init(ad_mel_table *mel, const int32_t *starts, const int32_t *lengths,
+                       const int32_t *offsets, const float *weights);
+/* ad_mel.c: out[m] = band m of power (AD_POWER_LEN floats from ad_power_spectrum). */
 void ad_mel_apply(const ad_mel_table *mel, const float *power, float *out);
 
 /* ad_log.c: out[i] = log10(max(in[i], floor)), i < n; floor >= FLT_MIN and finite.
