@@ -28,7 +28,7 @@ def _tf():
     return tf
 
 
-def _module(tf, layers: list[Dense]):
+def _module(tf, layers: list[Dense], batch: int | None):
     """A tf.Module computing the folded MLP; weights as constants (they fold into the flatbuffer)."""
     n_in = int(layers[0].weight.shape[1])
 
@@ -39,7 +39,7 @@ def _module(tf, layers: list[Dense]):
             self.biases = [tf.constant(d.bias) for d in layers]
             self.relus = [d.relu for d in layers]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, n_in], tf.float32, name="x")])
+        @tf.function(input_signature=[tf.TensorSpec([batch, n_in], tf.float32, name="x")])
         def __call__(self, x):
             for w, b, relu in zip(self.weights_t, self.biases, self.relus):
                 x = tf.matmul(x, w) + b
@@ -50,25 +50,32 @@ def _module(tf, layers: list[Dense]):
     return FoldedMLP()
 
 
-def _converter(tf, layers: list[Dense]):
-    module = _module(tf, layers)
+def _converter(tf, layers: list[Dense], batch: int | None):
+    module = _module(tf, layers, batch)
     return tf.lite.TFLiteConverter.from_concrete_functions(
         [module.__call__.get_concrete_function()], module)
 
 
-def convert_float(layers: list[Dense]) -> bytes:
-    """Float32 TFLite flatbuffer: ``x: (batch, in) float32 -> (batch, out) float32``."""
+def convert_float(layers: list[Dense], *, batch: int | None = None) -> bytes:
+    """Float32 TFLite flatbuffer: ``x: (batch, in) float32 -> (batch, out) float32``.
+
+    ``batch=None`` (the default) leaves the batch dynamic; an int fixes it.
+    """
     tf = _tf()
-    return bytes(_converter(tf, layers).convert())
+    return bytes(_converter(tf, layers, batch).convert())
 
 
-def convert_int8(layers: list[Dense], calibration: np.ndarray) -> bytes:
+def convert_int8(layers: list[Dense], calibration: np.ndarray, *, batch: int | None = None,
+                 float_io: bool = False) -> bytes:
     """Full-integer TFLite flatbuffer: ``(batch, in) int8 -> (batch, out) int8``.
 
     Args:
         layers: the folded MLP.
         calibration: ``(n, in) float32`` training vectors, fed one at a time as the
             representative dataset (the converter records min/max per tensor).
+        batch: None for a dynamic batch, or a fixed batch size.
+        float_io: keep float input and output (the model quantises and dequantises
+            inside); the bundle uses int8 input and output, tests use this as a peer.
 
     The input and output quantisation parameters live in the model; the edge backend
     reads them from there.
@@ -76,14 +83,17 @@ def convert_int8(layers: list[Dense], calibration: np.ndarray) -> bytes:
     tf = _tf()
     vectors = np.ascontiguousarray(calibration, dtype=np.float32)
 
-    def representative_dataset():
-        for i in range(len(vectors)):
-            yield [vectors[i:i + 1]]
+    step = 1 if batch is None else int(batch)
 
-    converter = _converter(tf, layers)
+    def representative_dataset():
+        for i in range(0, len(vectors) - step + 1, step):
+            yield [vectors[i:i + step]]
+
+    converter = _converter(tf, layers, None if batch is None else int(batch))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if not float_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     return bytes(converter.convert())

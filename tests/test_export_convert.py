@@ -1,0 +1,341 @@
+"""Conversion of the autoencoder to ONNX and TFLite, float and int8, and the edge backends
+that run them; on a briefly trained model over structured synthetic vectors, so these
+tests do not depend on the training pipeline (test_export_bundle.py covers a real run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge.backends import load
+from edge.errors import BackendError
+from edge.scoring import clip_score
+from train.export import onnx as onnx_export
+from train.export import tflite as tflite_export
+from train.export.fold import fold_batchnorm, folded_module, forward_numpy
+from train.model import Autoencoder, ModelConfig
+
+# The module fixture trains a model and runs the TensorFlow Lite converter (~20 s).
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+D = 640
+
+
+class Plant:
+    """Vectors on a 12-dimensional subspace around a log-mel-like offset, plus noise; an
+    'anomalous' clip adds a clip-specific offset off that subspace."""
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.basis = rng.standard_normal((12, D)).astype(np.float32) / 2
+        self.offset = (-6 + 2 * np.sin(np.arange(D) / 20)).astype(np.float32)
+        self.rng = np.random.default_rng(seed + 1)
+
+    def clip(self, n: int = 64, *, anomaly: float = 0.0) -> np.ndarray:
+        z = self.rng.standard_normal((n, 12)).astype(np.float32)
+        x = self.offset + z @ self.basis + 0.2 * self.rng.standard_normal((n, D))
+        if anomaly:
+            x += anomaly * self.rng.standard_normal(D)
+        return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def plant() -> Plant:
+    return Plant()
+
+
+@pytest.fixture(scope="module")
+def model(plant) -> Autoencoder:
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.concatenate([plant.clip(100) for _ in range(40)]))
+    m = Autoencoder(ModelConfig())
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2, betas=(0.8, 0.999))
+    for _ in range(25):
+        for batch in torch.randperm(len(x)).split(500):
+            loss = 0.5 * ((m(x[batch]) - x[batch]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def calibration(plant) -> np.ndarray:
+    return np.concatenate([plant.clip(50) for _ in range(20)])
+
+
+@pytest.fixture(scope="module")
+def held_out(plant) -> list[np.ndarray]:
+    """40 normal and 40 anomalous clips, each of a different anomaly strength."""
+    strengths = np.linspace(0.05, 0.6, 40)
+    return [plant.clip(64) for _ in range(40)] + [plant.clip(64, anomaly=a) for a in strengths]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, model, calibration) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("models")
+    layers = fold_batchnorm(model)
+    paths = {name: out / name for name in
+             ("model_float.onnx", "model_int8.onnx", "model_float.tflite", "model_int8.tflite")}
+    onnx_export.export_float(layers, paths["model_float.onnx"])
+    onnx_export.quantize_int8(paths["model_float.onnx"], paths["model_int8.onnx"], calibration)
+    paths["model_float.tflite"].write_bytes(tflite_export.convert_float(layers))
+    paths["model_int8.tflite"].write_bytes(tflite_export.convert_int8(layers, calibration))
+    return paths
+
+
+def torch_scores(model, clips) -> np.ndarray:
+    with torch.no_grad():
+        return np.array([clip_score(c, model(torch.from_numpy(c)).numpy()) for c in clips])
+
+
+def backend_scores(path, clips) -> np.ndarray:
+    backend = load(path)
+    return np.array([clip_score(c, backend.run(c)) for c in clips])
+
+
+# --- BatchNorm folding -------------------------------------------------------------------
+def _randomise_batchnorm(model: Autoencoder, seed: int) -> Autoencoder:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
+            m.running_var.copy_(torch.rand(n, generator=g) * 4 + 0.05)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+    return model
+
+
+def test_folded_layers_equal_the_eval_mode_model_with_batchnorm():
+    torch.manual_seed(1)
+    model = _randomise_batchnorm(Autoencoder(), seed=2).eval()
+    x = np.random.default_rng(3).standard_normal((256, D)) * 2 - 5
+    with torch.no_grad():
+        reference = model.double()(torch.from_numpy(x)).numpy()   # float64, BN unfolded
+    model.float()
+    folded = forward_numpy(fold_batchnorm(model), x)              # float64 on folded weights
+    scale = np.abs(reference).max()
+    assert np.abs(folded - reference).max() <= 1e-6 * scale
+    # the float32 torch module built from the folded layers agrees to float32 rounding
+    with torch.no_grad():
+        f32 = folded_module(fold_batchnorm(model))(torch.from_numpy(x.astype(np.float32))).numpy()
+    assert np.abs(f32 - reference).max() <= 1e-5 * scale
+
+
+def test_folding_uses_running_statistics_even_in_train_mode():
+    torch.manual_seed(4)
+    model = _randomise_batchnorm(Autoencoder(), seed=5)
+    model.train()
+    layers = fold_batchnorm(model)
+    x = np.random.default_rng(6).standard_normal((32, D))
+    with torch.no_grad():
+        expected = model.eval().double()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(forward_numpy(layers, x), expected, rtol=1e-5, atol=1e-5)
+    assert [d.relu for d in layers] == [True] * 5 + [False]
+    assert [d.weight.shape for d in layers] == [(128, 640), (128, 128), (8, 128), (128, 8),
+                                               (128, 128), (640, 128)]
+
+
+def test_folding_refuses_a_module_it_cannot_fold():
+    with pytest.raises(ValueError, match="cannot fold a Dropout"):
+        fold_batchnorm(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout()))
+    with pytest.raises(ValueError, match="BatchNorm1d must follow a Linear"):
+        fold_batchnorm(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(),
+                                           torch.nn.BatchNorm1d(4)))
+
+
+# --- float parity --------------------------------------------------------------------------
+def test_onnx_float_scores_equal_torch_scores_within_1e_5_relative(model, models, held_out):
+    expected = torch_scores(model, held_out)
+    got = backend_scores(models["model_float.onnx"], held_out)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_tflite_float_scores_equal_torch_scores_within_1e_5_relative(model, models, held_out):
+    expected = torch_scores(model, held_out)
+    got = backend_scores(models["model_float.tflite"], held_out)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+# --- int8 -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_clip_scores_correlate_with_float_at_least_0_999(fmt, models, held_out):
+    f = backend_scores(models[f"model_float.{fmt}"], held_out)
+    q = backend_scores(models[f"model_int8.{fmt}"], held_out)
+    assert np.corrcoef(f, q)[0, 1] >= 0.999
+    assert np.abs(q / f - 1).max() < 0.1      # and the scores themselves stay close
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_model_is_about_a_quarter_of_float(fmt, models):
+    ratio = models[f"model_int8.{fmt}"].stat().st_size / models[f"model_float.{fmt}"].stat().st_size
+    assert 0.2 <= ratio <= 0.35
+
+
+def test_onnx_int8_is_qdq_with_signed_per_channel_weights(models):
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(models["model_int8.onnx"]))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("Gemm") + ops.count("MatMul") == 6 and "QuantizeLinear" in ops
+    weight_dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"
+                 and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 2]
+    assert len(weight_dq) == 6
+    for n in weight_dq:
+        w, scale = inits[n.input[0]], inits[n.input[1]]
+        assert w.dtype == np.int8
+        assert scale.shape == (w.shape[0],) or scale.shape == (w.shape[1],)   # per channel
+    act_q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    assert all(inits[n.input[2]].dtype == np.int8 for n in act_q)          # S8 activations
+
+
+def test_tflite_int8_has_int8_input_output_and_per_channel_weights(models):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(models["model_int8.tflite"]))
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+    per_channel = [d for d in it.get_tensor_details()
+                   if d["dtype"] == np.int8 and len(d["shape"]) == 2
+                   and len(d["quantization_parameters"]["scales"]) == d["shape"][0] > 1]
+    assert len(per_channel) == 6
+
+
+def test_tflite_backend_quantises_like_the_models_own_quantize_ops(model, calibration, held_out,
+                                                                  tmp_path):
+    """Peer: the same int8 model converted with float I/O, where TFLite's QUANTIZE and
+    DEQUANTIZE ops (with the scale and zero point the converter chose) run inside."""
+    layers = fold_batchnorm(model)
+    peer = tmp_path / "float_io.tflite"
+    peer.write_bytes(tflite_export.convert_int8(layers, calibration, float_io=True))
+    ours = tmp_path / "int8_io.tflite"
+    ours.write_bytes(tflite_export.convert_int8(layers, calibration))
+    a, b = load(ours), load(peer)
+    assert (a.precision, b.precision) == ("int8", "float")     # b's I/O is float
+    x = np.concatenate(held_out[::8])
+    ya, yb = a.run(x), b.run(x)
+    step = float(a._out_q[0])
+    assert np.abs(ya - yb).max() <= step * 1.001    # at most one output quantisation step
+    assert np.mean(ya == yb) > 0.99
+
+
+def test_tflite_fixed_batch_model_runs_any_number_of_rows(model, calibration, held_out, models,
+                                                          tmp_path):
+    layers = fold_batchnorm(model)
+    fixed = tmp_path / "fixed4.tflite"
+    fixed.write_bytes(tflite_export.convert_int8(layers, calibration, batch=4))
+    x = held_out[0][:10]          # 10 rows: two full batches and a padded one
+    backend = load(fixed)
+    assert backend._fixed_batch == 4
+    got = backend.run(x)
+    assert got.shape == (10, D) and got.dtype == np.float32
+    ref = load(models["model_int8.tflite"]).run(x)
+    # same weights, calibration fed in batches of 4 instead of 1: same ranges (min/max)
+    np.testing.assert_allclose(got, ref, atol=2 * float(backend._out_q[0]))
+
+
+def test_backend_returns_float32_of_the_input_shape_and_handles_empty_input(models):
+    for path in models.values():
+        backend = load(path)
+        y = backend.run(np.zeros((3, D), np.float64))
+        assert y.shape == (3, D) and y.dtype == np.float32
+        assert backend.run(np.zeros((0, D), np.float32)).shape == (0, D)
+        assert backend.precision == ("int8" if "int8" in path.name else "float")
+
+
+def test_backends_refuse_bad_files_and_inputs_with_a_clear_error(models, tmp_path):
+    with pytest.raises(BackendError, match="unknown model type '.pt'"):
+        load(tmp_path / "model.pt")
+    with pytest.raises(BackendError, match="not found"):
+        load(tmp_path / "absent.tflite")
+    for suffix in (".tflite", ".onnx"):
+        garbage = tmp_path / f"garbage{suffix}"
+        garbage.write_bytes(b"not a model at all" * 10)
+        with pytest.raises(BackendError, match=f"garbage{suffix}"):
+            load(garbage)
+    with pytest.raises(BackendError, match=r"expected \(n, 640\)"):
+        load(models["model_int8.tflite"]).run(np.zeros((2, 128), np.float32))
+    with pytest.raises(BackendError, match=r"expected \(n, 640\)"):
+        load(models["model_float.onnx"]).run(np.zeros(640, np.float32))
+
+
+def test_edge_backends_import_neither_torch_nor_tensorflow(models):
+    code = ("import sys; from edge.backends import load; import numpy as np\n"
+            f"for p in {[str(p) for p in models.values()]!r}: load(p).run(np.zeros((2, 640), 'f4'))\n"
+            "bad = [m for m in ('torch', 'tensorflow', 'scipy') if m in sys.modules]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+# --- determinism --------------------------------------------------------------------------
+def test_conversions_give_identical_bytes_when_repeated(model, calibration, models, tmp_path):
+    layers = fold_batchnorm(model)
+    onnx_export.export_float(layers, tmp_path / "f.onnx")
+    onnx_export.quantize_int8(tmp_path / "f.onnx", tmp_path / "q.onnx", calibration)
+    assert (tmp_path / "f.onnx").read_bytes() == models["model_float.onnx"].read_bytes()
+    assert (tmp_path / "q.onnx").read_bytes() == models["model_int8.onnx"].read_bytes()
+    assert tflite_export.convert_float(layers) == models["model_float.tflite"].read_bytes()
+    assert tflite_export.convert_int8(layers, calibration) == models["model_int8.tflite"].read_bytes()
+    # no trace of the export machine (paths, stack traces) in the ONNX files
+    for name in ("model_float.onnx", "model_int8.onnx"):
+        assert b"site-packages" not in models[name].read_bytes()
+
+
+# --- tflite-runtime 2.14 ------------------------------------------------------------------
+def tflite214_python() -> Path | None:
+    """The venv scripts/setup-tflite214.sh makes beside the main one."""
+    candidates = [os.environ.get("EDGE_AD_TFLITE214_VENV"), f"{sys.prefix.rstrip('/')}-tflite214",
+                  str(Path.home() / ".cache/edge-ad/venv-tflite214"), str(ROOT / ".venv-tflite214")]
+    for c in candidates:
+        if c and (Path(c) / "bin/python").exists():
+            return Path(c) / "bin/python"
+    return None
+
+
+def test_tflite_runtime_2_14_loads_the_int8_model_and_agrees_with_ai_edge_litert(models,
+                                                                                 held_out,
+                                                                                 tmp_path):
+    python = tflite214_python()
+    if python is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no tflite-runtime 2.14 venv: run scripts/setup-tflite214.sh")
+        pytest.skip("no tflite-runtime 2.14 venv (scripts/setup-tflite214.sh makes it)")
+    x = np.concatenate(held_out[::10])
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import json, sys, numpy as np, tflite_runtime\n"
+        "from edge.backends import load\n"
+        f"b = load({str(models['model_int8.tflite'])!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, b.run(np.load({str(tmp_path / 'x.npy')!r})))\n"
+        "print(json.dumps({'name': b.name, 'version': tflite_runtime.__version__, "
+        "'numpy': np.__version__}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    out = subprocess.run([str(python), "-c", code], check=True, cwd=ROOT, capture_output=True,
+                         text=True, env={**env, "PYTHONPATH": str(ROOT)})
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["name"] == "tflite-runtime" and info["version"] == "2.14.0"
+    assert info["numpy"].startswith("1.")
+    old = np.load(tmp_path / "y.npy")
+    new_backend = load(models["model_int8.tflite"])
+    new = new_backend.run(x)
+    # The int8 kernels differ (XNNPACK in ai-edge-litert, the built-in ones in 2.14) and may
+    # round an intermediate requantisation the other way; that moves outputs by a few steps.
+    step = float(new_backend._out_q[0])
+    assert np.abs(old - new).max() <= 3.001 * step
+    assert np.mean(np.abs(old - new) <= 1.001 * step) > 0.99
+    scores_old = [clip_score(c, o) for c, o in zip(np.split(x, 8), np.split(old, 8))]
+    scores_new = [clip_score(c, o) for c, o in zip(np.split(x, 8), np.split(new, 8))]
+    np.testing.assert_allclose(scores_old, scores_new, rtol=1e-2)
