@@ -1,0 +1,51 @@
+"""``edge-ad evaluate RUN``: the seed's per-ID table, figures and a Markdown report."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="per-ID AUC/pAUC table, figures and report",
+        description="Score the test clips of a RUN and print the per-ID table (AUC, pAUC, pAUC "
+                    "McClish, TPR and FPR at the cutoff) with a PCA baseline next to it; write "
+                    "the seed's figures and report.md.",
+        epilog="example: edge-ad evaluate run/ --report run/report --json > result.json")
+    p.add_argument("run", metavar="RUN", help="a RUN folder written by edge-ad train")
+    p.add_argument("--data", metavar="DATA",
+                   help="the dataset folder, if it moved since training (default: the one recorded in RUN)")
+    p.add_argument("--json", action="store_true", help="print the result (with per-clip scores) as JSON")
+    p.add_argument("--report", metavar="DIR", help="report folder (default RUN/report)")
+    p.add_argument("--no-report", action="store_true", help="skip the figures")
+    p.add_argument("--no-baseline", action="store_true", help="skip the PCA baseline")
+    p.add_argument("--jobs", type=int, default=2, help="processes computing missing features (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from train.pipeline import evaluate_run, format_table
+    from train.runs import load_run
+
+    run_ = load_run(args.run, data=args.data)
+    missing = [str(c.path) for c in run_.clips if c.split == "test" and not c.path.is_file()]
+    if missing:
+        from edge.errors import DatasetError
+
+        raise DatasetError(f"{len(missing)} test clips of {args.run} are missing under {run_.root} "
+                           f"(pass --data if the dataset moved), e.g. {missing[0]}")
+    result = evaluate_run(run_, jobs=args.jobs, progress=not args.quiet and not args.json,
+                          baseline=not args.no_baseline)
+    report = None
+    if not args.no_report:
+        from train.report import write_report
+
+        report = write_report(run_, result, Path(args.report) if args.report else run_.path / "report")
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_table(result))
+        if report is not None:
+            print(f"report: {report}")
+    return 0

@@ -1,0 +1,76 @@
+"""``edge-ad train DATA --out RUN``: the seed's autoencoder on one machine type."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the autoencoder on normal clips",
+        description="Train one autoencoder across the IDs of a machine type on normal clips "
+                    "(the seed's recipe), fit the gamma cutoff on the training scores and write "
+                    "RUN/ (model, config, feature spec, threshold, clips, scores).",
+        epilog="example: edge-ad train plant/ --out run/ --seed 0")
+    p.add_argument("data", metavar="DATA", help="dataset folder (MIMII, seed, DCASE 2020 or 2021+ layout)")
+    p.add_argument("--out", required=True, metavar="RUN", help="output RUN folder")
+    p.add_argument("--machine", help="machine type, where DATA holds several")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="vectors per mini-batch (default: half the training vectors, the seed's)")
+    p.add_argument("--lr", type=float, default=1e-2, help="initial learning rate (default 1e-2)")
+    p.add_argument("--hidden", default="128,128", help="encoder layer sizes, mirrored (default 128,128)")
+    p.add_argument("--bottleneck", type=int, default=8, help="bottleneck size (default 8)")
+    p.add_argument("--p", type=float, default=0.1, help="intended false-positive rate of the cutoff (default 0.1)")
+    p.add_argument("--free-loc", action="store_true",
+                   help="fit the gamma location too (DCASE baselines) instead of fixing it at 0 (seed)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default $EDGE_AD_CACHE or "
+                   "~/.cache/edge-ad/features)")
+    p.add_argument("--jobs", type=int, default=2, help="processes computing features (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice; "
+                   "fix it for bit-identical reruns)")
+    ch = p.add_mutually_exclusive_group()
+    ch.add_argument("--channel", type=int, default=0, help="channel of multi-channel files (default 0)")
+    ch.add_argument("--mix", action="store_true", help="average all channels")
+    p.add_argument("--force", action="store_true", help="replace a non-empty RUN")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.errors import EdgeAdError
+
+    from train.model import ModelConfig
+    from train.pipeline import format_table, hidden_sizes, train_run  # noqa: F401
+    from train.fit import Recipe
+
+    try:
+        hidden = hidden_sizes(args.hidden)
+    except ValueError as e:
+        raise EdgeAdError(str(e)) from None
+    for name, value, ok in [("--epochs", args.epochs, args.epochs >= 1),
+                            ("--lr", args.lr, args.lr > 0),
+                            ("--bottleneck", args.bottleneck, args.bottleneck >= 1),
+                            ("--p", args.p, 0 < args.p < 1),
+                            ("--jobs", args.jobs, args.jobs >= 1),
+                            ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2)]:
+        if not ok:
+            raise EdgeAdError(f"{name} {value}: out of range (see edge-ad train --help)")
+    recipe = Recipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                    threads=args.threads)
+    run_ = train_run(args.data, args.out, machine=args.machine,
+                     config=ModelConfig(hidden=hidden, bottleneck=args.bottleneck), recipe=recipe,
+                     p=args.p, floc=None if args.free_loc else 0.0, cache_dir=args.cache,
+                     jobs=args.jobs, channel=args.channel, mix=args.mix, force=args.force,
+                     progress=not args.quiet)
+    info = run_.info
+    fpr = info["observed_fpr"]
+    last = info["history"][-1]
+    val = f"{fpr['val']:.4f}" if fpr["val"] is not None else "n/a"
+    print(f"trained {run_.machine}: {info['n_vectors']['train']} training vectors from "
+          f"{sum(v.get('train/normal', 0) for v in info['clips'].values())} clips, "
+          f"{len(info['history'])} epochs, final loss train {last['train_loss']:.5f} "
+          f"val {last['val_loss']:.5f}")
+    print(f"cutoff {run_.threshold.cutoff:.6g} ({run_.threshold.fit}, p={fpr['p']:g}): "
+          f"observed FPR train {fpr['train']:.4f}, val {val}")
+    print(f"features {info['timings']['features_s']:.1f} s, training {info['timings']['train_s']:.1f} s; "
+          f"wrote {run_.path}")
+    return 0

@@ -1,0 +1,200 @@
+"""The seed's training recipe (SPEC section 3), and scoring clips with a trained model.
+
+Adam (learning rate 1e-2, betas 0.8 and 0.999: MATLAB's GradientDecayFactor 0.8), the
+learning rate times 0.7 every 5 epochs, 30 epochs, a mini-batch of half the training
+vectors, shuffled every epoch, loss half the mean squared error; the validation loss on
+held-out normal clips after every epoch. Seeded: the same seed, data and thread count give
+the same weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edge import scoring
+
+from .cache import VectorSet
+from .model import Autoencoder, ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Training settings; the defaults are the seed's.
+
+    ``batch_size=None`` means half the training vectors (the seed's choice).
+    """
+
+    epochs: int = 30
+    lr: float = 1e-2
+    betas: tuple[float, float] = (0.8, 0.999)
+    lr_step_epochs: int = 5
+    lr_factor: float = 0.7
+    batch_size: int | None = None
+    seed: int = 0
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+def set_determinism(seed: int, threads: int | None) -> None:
+    """Seed torch and numpy, deterministic kernels, a fixed thread count (results on CPU
+    depend on how sums are split across threads)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _half_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.mean((out - target) ** 2)
+
+
+@torch.no_grad()
+def mean_loss(model: Autoencoder, vectors: VectorSet, *, chunk: int = 32768) -> float:
+    """Half MSE over every vector of ``vectors`` (eval mode), accumulated in float64."""
+    model.eval()
+    total, n = 0.0, len(vectors)
+    for a in range(0, n, chunk):
+        x = torch.from_numpy(vectors.gather(np.arange(a, min(a + chunk, n))))
+        total += float(torch.sum((model(x) - x).double() ** 2))
+    return 0.5 * total / (n * vectors.dim) if n else math.nan
+
+
+@torch.no_grad()
+def finalize_batchnorm(model: Autoencoder, vectors: VectorSet, *, batch_size: int,
+                       seed: int = 0) -> None:
+    """Recompute BatchNorm statistics over the whole training set with the final weights,
+    as MATLAB's trainNetwork does when training ends; torch's running averages after only a
+    few dozen steps (2 per epoch with the seed's batch) would still remember early weights.
+
+    The batches are shuffled: the average of per-batch variances equals the population
+    variance only when every batch is a fair sample (batches in storage order would each
+    hold one machine ID and miss the spread between IDs)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None           # cumulative average over the batches below
+    model.train()
+    n = len(vectors)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    for a in range(0, n, batch_size):
+        idx = np.sort(perm[a:a + batch_size])
+        if len(idx) >= 2:
+            model(torch.from_numpy(vectors.gather(idx)))
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
+
+
+def fit(train: VectorSet, val: VectorSet | None, *, config: ModelConfig = ModelConfig(),
+        recipe: Recipe = Recipe(), progress: bool = True) -> tuple[Autoencoder, list[dict[str, float]]]:
+    """Train an autoencoder on ``train`` vectors.
+
+    Returns:
+        The model in eval mode and one history row per epoch
+        ``{epoch, lr, train_loss, val_loss, seconds}``.
+    """
+    from tqdm import tqdm
+
+    set_determinism(recipe.seed, recipe.threads)
+    n = len(train)
+    if n < 2:
+        raise ValueError(f"{n} training vectors; expected at least 2")
+    batch = recipe.batch_size or max(2, math.ceil(n / 2))
+    batch = min(batch, n)
+    model = Autoencoder(config)
+    # With the seed's batch (half the data) an epoch is only two steps, so torch's default
+    # running-average momentum (0.1) would leave the BatchNorm statistics used for the
+    # per-epoch validation loss many steps stale; track recent batches instead. The final
+    # statistics are recomputed over all training vectors (finalize_batchnorm).
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = 0.5
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step_epochs, gamma=recipe.lr_factor)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(recipe.epochs), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen).numpy()
+        total, seen = 0.0, 0
+        for a in range(0, n, batch):
+            idx = perm[a:a + batch]
+            if len(idx) < 2:        # BatchNorm needs two rows; drop a lone remainder
+                continue
+            # the batch's order does not change its loss or BatchNorm statistics: gather
+            # in storage order, which reads the memory-mapped frames sequentially
+            x = torch.from_numpy(train.gather(np.sort(idx)))
+            opt.zero_grad(set_to_none=True)
+            loss = _half_mse(model(x), x)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(seen, 1),
+               "val_loss": mean_loss(model, val) if val is not None and len(val) else math.nan,
+               "seconds": time.perf_counter() - start}
+        history.append(row)
+        bar.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
+    finalize_batchnorm(model, train, batch_size=batch, seed=recipe.seed)
+    return model, history
+
+
+@torch.no_grad()
+def score_clips(model: torch.nn.Module, vectors: VectorSet, *, chunk: int = 32768) -> np.ndarray:
+    """``A(X)`` of every clip of ``vectors``, ``(n_clips,) float64`` (SPEC section 4)."""
+    model.eval()
+    errors = np.empty(len(vectors), dtype=np.float64)
+    for a in range(0, len(vectors), chunk):
+        x = vectors.gather(np.arange(a, min(a + chunk, len(vectors))))
+        errors[a:a + len(x)] = scoring.vector_errors(x, model(torch.from_numpy(x)).numpy())
+    return scoring.clip_scores(errors, vectors.counts, dim=vectors.dim)
+
+
+class PCABaseline:
+    """A linear baseline: PCA with the autoencoder's bottleneck size on the same vectors,
+    scored the same way. Fitted from the streamed covariance (640 x 640), so it scales to
+    the same data sizes as training."""
+
+    def __init__(self, vectors: VectorSet, *, components: int, chunk: int = 32768):
+        n, d = len(vectors), vectors.dim
+        total = np.zeros(d)
+        scatter = np.zeros((d, d))
+        for a in range(0, n, chunk):
+            x = vectors.gather(np.arange(a, min(a + chunk, n))).astype(np.float64)
+            total += x.sum(0)
+            scatter += x.T @ x
+        self.mean = total / n
+        cov = scatter / n - np.outer(self.mean, self.mean)
+        eigval, eigvec = np.linalg.eigh(cov)
+        self.components = eigvec[:, ::-1][:, :components].T.copy()     # (k, d)
+        self.explained = float(eigval[::-1][:components].sum() / eigval.sum())
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """``(n, d) float32`` projection of ``x`` onto the principal subspace."""
+        c = (x - self.mean) @ self.components.T
+        return (c @ self.components + self.mean).astype(np.float32)
+
+    def score_clips(self, vectors: VectorSet) -> np.ndarray:
+        """``(n_clips,) float64`` scores, as :func:`score_clips`."""
+        return np.array([scoring.clip_score(v, self.reconstruct(v))
+                         for v in (vectors.clip_vectors(c) for c in range(len(vectors.counts)))])
+
+
+def observed_fpr(scores: Sequence[float], cutoff: float) -> float:
+    """Fraction of (normal) scores above the cutoff."""
+    s = np.asarray(scores, dtype=np.float64)
+    return float(np.mean(s > cutoff)) if s.size else math.nan

@@ -1,0 +1,205 @@
+"""From a dataset folder to a RUN folder, and from a RUN folder to its evaluation.
+
+The ``edge-ad train`` and ``edge-ad evaluate`` commands are thin wrappers around
+:func:`train_run` and :func:`evaluate_run`; the demo calls them too.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge.errors import DatasetError
+from edge.spec import DEFAULT_SPEC, FeatureSpec
+from edge.threshold import fit_gamma
+
+from . import metrics
+from .cache import FeatureCache, VectorSet
+from .datasets import TEST, TRAIN, VAL, Clip, read_dataset, summary
+from .fit import PCABaseline, Recipe, fit, observed_fpr, score_clips
+from .model import ModelConfig
+from .runs import Run, check_out, load_run, write_atomically, write_run
+
+log = logging.getLogger(__name__)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str | None = None,
+              config: ModelConfig = ModelConfig(), recipe: Recipe = Recipe(), p: float = 0.1,
+              floc: float | None = 0.0, cache_dir: str | os.PathLike | None = None, jobs: int = 2,
+              channel: int = 0, mix: bool = False, spec: FeatureSpec = DEFAULT_SPEC,
+              force: bool = False, progress: bool = True) -> Run:
+    """Train one model across the IDs of a machine type and write RUN (see :mod:`train.runs`).
+
+    Raises:
+        DatasetError, AudioError, RunError: a bad dataset, unreadable file, taken RUN.
+    """
+    import torch
+
+    from edge import __version__
+
+    out = Path(out)
+    check_out(out, force=force)          # before any work: refuse early
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    root = Path(data).resolve()
+    clips = read_dataset(root, machine=machine, seed=recipe.seed)
+    machine_name = clips[0].machine
+    cache = FeatureCache(cache_dir, spec=spec, channel=channel, mix=mix)
+    cache.ensure([c.path for c in clips], jobs=jobs, progress=progress)
+    timings["features_s"] = time.perf_counter() - t0
+
+    train_clips = [c for c in clips if c.split == TRAIN]
+    val_clips = [c for c in clips if c.split == VAL]
+    train_set = VectorSet(cache, [c.path for c in train_clips])
+    val_set = VectorSet(cache, [c.path for c in val_clips]) if val_clips else None
+    if config.input_size != spec.vector_size:
+        raise DatasetError(f"model input {config.input_size} does not match the spec's "
+                           f"vectors of {spec.vector_size}")
+    t1 = time.perf_counter()
+    model, history = fit(train_set, val_set, config=config, recipe=recipe, progress=progress)
+    timings["train_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    all_set = VectorSet(cache, [c.path for c in clips])
+    scores = score_clips(model, all_set)
+    is_train = np.array([c.split == TRAIN for c in clips])
+    is_val = np.array([c.split == VAL for c in clips])
+    threshold = fit_gamma(scores[is_train], p=p, floc=floc)
+    timings["score_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    fpr = {"p": p, "train": observed_fpr(scores[is_train], threshold.cutoff),
+           "val": observed_fpr(scores[is_val], threshold.cutoff) if is_val.any() else None}
+    log.info("cutoff %.5g (gamma shape %.3g, scale %.3g): observed FPR train %.4f, val %s, p %.2f",
+             threshold.cutoff, threshold.shape, threshold.scale, fpr["train"],
+             f"{fpr['val']:.4f}" if fpr["val"] is not None else "n/a", p)
+    info: dict[str, Any] = {
+        "schema": 1,
+        "data": str(root),
+        "machine": machine_name,
+        "seed": recipe.seed,
+        "recipe": recipe.to_dict(),
+        "model": config.to_dict(),
+        "n_vectors": {"train": len(train_set), "val": len(val_set) if val_set else 0},
+        "clips": summary(clips),
+        "history": history,
+        "observed_fpr": fpr,
+        "threshold_fit": threshold.fit,
+        "timings": timings,
+        "peak_rss_mb": _peak_rss_mb(),
+        "features": {"cache": str(cache.root), "channel": channel, "mix": mix,
+                     "spec_digest": spec.digest},
+        "versions": {"edge_ad": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+    write_atomically(out, lambda d: write_run(d, model=model, spec=spec, threshold=threshold,
+                                              root=root, machine=machine_name, clips=clips,
+                                              scores=scores, info=info), force=force)
+    return load_run(out)
+
+
+def evaluate_run(run: Run, *, jobs: int = 2, progress: bool = True, baseline: bool = True
+                 ) -> dict[str, Any]:
+    """Score the test clips of a run and compute the per-ID table of the seed.
+
+    Returns:
+        ``{"table": evaluate_table(...), "baseline_pca": {...} | None, "clips": [{path, id,
+        label, split, score, pca_score}], "threshold": ..., "observed_fpr": ...}``.
+    """
+    test = run.clips_in(TEST)
+    if not test:
+        raise DatasetError(f"{run.path}: the run has no test clips")
+    cache = run.cache
+    cache.ensure([c.path for c in run.clips], jobs=jobs, progress=progress)
+    test_set = VectorSet(cache, [c.path for c in test])
+    scores = score_clips(run.model, test_set)
+    labels = np.array([c.is_anomaly for c in test])
+    ids = [c.id for c in test]
+    p = run.threshold.p
+    table = metrics.evaluate_table(scores, labels, ids, cutoff=run.threshold.cutoff, p=p)
+    out: dict[str, Any] = {"run": str(run.path), "machine": run.machine, "p": p,
+                           "threshold": run.threshold.to_dict(), "table": table,
+                           "observed_fpr": run.info.get("observed_fpr")}
+    pca_scores = None
+    if baseline:
+        train_set = VectorSet(cache, [c.path for c in run.clips_in(TRAIN)])
+        pca = PCABaseline(train_set, components=run.model_config.bottleneck)
+        pca_scores = pca.score_clips(test_set)
+        pca_cut = fit_gamma(pca.score_clips(train_set), p=p).cutoff
+        out["baseline_pca"] = {
+            "components": run.model_config.bottleneck, "explained_variance": pca.explained,
+            "cutoff": pca_cut, "table": metrics.evaluate_table(pca_scores, labels, ids, cutoff=pca_cut, p=p)}
+    out["clips"] = []
+    for i, c in enumerate(test):
+        row = {"path": c.to_dict(run.root)["path"], "id": c.id, "label": c.label,
+               "split": c.split, "score": float(scores[i])}
+        if pca_scores is not None:
+            row["pca_score"] = float(pca_scores[i])
+        out["clips"].append(row)
+    return out
+
+
+def _fmt(v: float | None, width: int = 7) -> str:
+    return f"{v:{width}.4f}" if v is not None else f"{'n/a':>{width}}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The per-ID table as text (also used for report.md, as Markdown)."""
+    return "\n".join(_table_lines(result, markdown=False))
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    return "\n".join(_table_lines(result, markdown=True))
+
+
+def _table_lines(result: dict[str, Any], *, markdown: bool) -> list[str]:
+    table = result["table"]
+    base = (result.get("baseline_pca") or {}).get("table")
+    p = result["p"]
+    head = ["ID", "AUC", f"pAUC({p:g})", "pAUC McClish", "TPR", "FPR", "normal", "anomaly"]
+    if base:
+        head += ["PCA AUC", "PCA pAUC"]
+    rows = []
+    for name, row in [*table["per_id"].items(), ("overall", table["overall"])]:
+        r = [name, _fmt(row["auc"]), _fmt(row["pauc"]), _fmt(row["pauc_mcclish"]), _fmt(row["tpr"]),
+             _fmt(row["fpr"]), str(row["n_normal"]), str(row["n_anomaly"])]
+        if base:
+            b = base["overall"] if name == "overall" else base["per_id"][name]
+            r += [_fmt(b["auc"]), _fmt(b["pauc"])]
+        rows.append(r)
+    mean = ["mean of IDs", _fmt(table["overall"]["mean_auc"]), _fmt(table["overall"]["mean_pauc"]),
+            _fmt(table["overall"]["mean_pauc_mcclish"]), "", "", "", ""]
+    if base:
+        mean += [_fmt(base["overall"]["mean_auc"]), _fmt(base["overall"]["mean_pauc"])]
+    rows.append(mean)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return lines + ["| " + " | ".join(c.strip() for c in r) + " |" for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))  # noqa: E731
+    return [fmt(head), *(fmt(r) for r in rows)]
+
+
+def recipe_from(epochs: int, lr: float, batch_size: int | None, seed: int,
+                threads: int | None) -> Recipe:
+    return Recipe(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    if not sizes or any(s < 1 for s in sizes):
+        raise ValueError(f"--hidden {text!r}: expected positive sizes like 128,128")
+    return sizes
+
+
+def clip_ids(clips: Sequence[Clip]) -> list[str]:
+    return sorted({c.id for c in clips})

@@ -1,0 +1,173 @@
+"""The RUN directory written by ``edge-ad train`` and read by evaluate and export.
+
+::
+
+    RUN/model.pt            state dict (torch.load(weights_only=True))
+    RUN/model.json          ModelConfig
+    RUN/feature_spec.json   the FeatureSpec the model was trained on
+    RUN/threshold.json      the gamma cutoff fitted on the training clips' scores
+    RUN/clips.json          {"root": data folder, "machine", "clips": [{path (relative to
+                            root), machine, id, label: normal|anomaly, split: train|val|test}]}
+    RUN/scores.json         {"model": "autoencoder", "clips": [{path, score}]} every clip
+    RUN/train.json          recipe, seed, history, timings, cache folder, observed FPRs
+
+A run is written into a temporary folder beside RUN and renamed into place when complete,
+so a failed or interrupted training leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge.errors import EdgeAdError
+from edge.spec import FeatureSpec
+from edge.threshold import Threshold
+
+from .cache import FeatureCache
+from .datasets import Clip
+
+RUN_FILES = ("model.pt", "model.json", "feature_spec.json", "threshold.json", "clips.json",
+             "scores.json", "train.json")
+
+
+class RunError(EdgeAdError, ValueError):
+    """A RUN folder that is missing, incomplete or already taken."""
+
+
+def _json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, allow_nan=False, default=_to_builtin) + "\n")
+
+
+def _to_builtin(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def check_out(out: Path, *, force: bool) -> None:
+    """Refuse a non-empty RUN unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a folder (expected a RUN folder to write)")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RunError(f"{out}: not empty; choose another --out or pass --force to replace it")
+
+
+def write_atomically(out: str | os.PathLike, fill: Callable[[Path], None], *, force: bool = False) -> Path:
+    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then rename it to ``out``.
+
+    An existing ``out`` (only with ``force``) is replaced only once the new one is complete;
+    if ``fill`` raises, nothing at ``out`` changes.
+    """
+    out = Path(out)
+    check_out(out, force=force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        fill(tmp)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.rmdir(old)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_run(directory: Path, *, model: Any, spec: FeatureSpec, threshold: Threshold,
+              root: Path, machine: str, clips: list[Clip], scores: np.ndarray,
+              info: dict[str, Any]) -> None:
+    """Write every RUN file into ``directory`` (a fresh folder; see :func:`write_atomically`)."""
+    from .model import save
+
+    save(model, directory)
+    (directory / "feature_spec.json").write_text(spec.to_json() + "\n")
+    threshold.save(directory / "threshold.json")
+    _json(directory / "clips.json", {"root": str(root), "machine": machine,
+                                      "clips": [c.to_dict(root) for c in clips]})
+    _json(directory / "scores.json", {"model": "autoencoder", "clips": [
+        {"path": c.to_dict(root)["path"], "score": float(s)} for c, s in zip(clips, scores)]})
+    _json(directory / "train.json", info)
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run, read back. ``model`` is in eval mode."""
+
+    path: Path
+    model: Any
+    model_config: Any
+    spec: FeatureSpec
+    threshold: Threshold
+    root: Path
+    machine: str
+    clips: list[Clip]
+    scores: dict[str, float]
+    info: dict[str, Any]
+
+    @property
+    def cache(self) -> FeatureCache:
+        c = self.info.get("features", {})
+        return FeatureCache(c.get("cache"), spec=self.spec, channel=int(c.get("channel", 0)),
+                            mix=bool(c.get("mix", False)))
+
+    def vectors(self, clip: Clip) -> np.ndarray:
+        """``(n_vectors, 640) float32`` context vectors of ``clip`` from the feature cache
+        (computed now if the cache lost them)."""
+        return self.cache.vectors(clip.path)
+
+    def clips_in(self, split: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == split]
+
+
+def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) -> Run:
+    """Read a RUN folder written by ``edge-ad train``.
+
+    Args:
+        path: the RUN folder.
+        data: the dataset folder, when it moved since training (clip paths are stored
+            relative to it); default the folder recorded at training time.
+
+    Raises:
+        RunError: missing folder or file, unreadable JSON.
+    """
+    from edge.errors import SpecMismatchError
+
+    from .model import ModelConfig, load
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: not a folder (expected a RUN folder written by edge-ad train)")
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise RunError(f"{path}: missing {missing}; expected a complete RUN folder written by edge-ad train")
+    try:
+        clips_doc = json.loads((path / "clips.json").read_text())
+        scores_doc = json.loads((path / "scores.json").read_text())
+        info = json.loads((path / "train.json").read_text())
+        config = ModelConfig.from_dict(json.loads((path / "model.json").read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: a RUN file is not valid ({e})") from None
+    spec = FeatureSpec.from_json((path / "feature_spec.json").read_text())
+    if spec.vector_size != config.input_size:
+        raise SpecMismatchError(f"{path}: model input {config.input_size} but feature vectors "
+                                f"of {spec.vector_size}")
+    root = Path(data).resolve() if data is not None else Path(clips_doc["root"])
+    clips = [Clip.from_dict(d, root) for d in clips_doc["clips"]]
+    return Run(path=path, model=load(path), model_config=config, spec=spec,
+               threshold=Threshold.load(path / "threshold.json"), root=root,
+               machine=clips_doc.get("machine", ""), clips=clips,
+               scores={d["path"]: float(d["score"]) for d in scores_doc["clips"]}, info=info)
