@@ -52,12 +52,15 @@ ad_status ad_frontend_init(ad_frontend *st, const ad_config *cfg)
     if (cfg->n_mel_weights < 0 || cfg->n_mel_weights > AD_MEL_WEIGHTS_MAX ||
         !finite_all(cfg->mel_weights, (size_t)cfg->n_mel_weights))
         return AD_ERR_MEL_TABLE;
+    int32_t total = 0; /* bands may share weights; their padded copies must fit the state */
     for (int m = 0; m < AD_N_MELS; m++) {
         const int32_t s = cfg->mel_starts[m], n = cfg->mel_lengths[m], o = cfg->mel_offsets[m];
         /* each test is written so no int32 overflow can occur */
         if (s < 0 || n < 0 || o < 0 || s > AD_N_BINS || n > AD_N_BINS - s ||
-            o > cfg->n_mel_weights || n > cfg->n_mel_weights - o)
+            o > cfg->n_mel_weights || n > cfg->n_mel_weights - o ||
+            n > AD_MEL_WEIGHTS_MAX - total)
             return AD_ERR_MEL_TABLE;
+        total += n;
     }
 
     st->hop_samples = cfg->hop_samples;

@@ -19,8 +19,10 @@ SOURCES = sorted(str(_REL / p.name) for p in HERE.glob("ad_*.c"))
 HEADERS = sorted(str(_REL / p.name) for p in HERE.glob("*.h"))
 
 # -O3: the stage loops are written to vectorise; no -ffast-math (it would let the compiler
-# reorder the mel sums and drop NaN handling, and parity is pinned to 1e-3).
-COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno"]
+# reorder the mel sums and drop NaN handling, and parity is pinned to 1e-3);
+# -ffp-contract=off: no fused multiply-add on ARM either, so a board computes the same
+# features as the x86 machine that trained the model (tests/test_frontend_c.py checks).
+COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 
 ffi = FFI()
 ffi.cdef((HERE / "frontend_cdef.h").read_text())

@@ -21,7 +21,8 @@
  *     ad_frontend_vectors_for() says beforehand how many rows a push will need.
  *   - after a successful init, push cannot fail: it only returns AD_ERR_NULL for NULL
  *     pointers. Non-finite float samples are not rejected here (the Python layer does);
- *     they give non-finite or floored values, never undefined behaviour.
+ *     every output value is still finite (NaN energies give log10(floor), infinite ones
+ *     about 38.5) and no undefined behaviour occurs (fuzzed under ASan/UBSan).
  *
  * Whole-clip contract (ad_frontend_clip_frames_f32): the seed's padding,
  *   pad = AD_N_FFT - n mod AD_N_FFT zeros, floor(pad/2) in front, ceil(pad/2) behind,
@@ -53,7 +54,8 @@ extern "C" {
 #define AD_ERR_HOP 2           /* hop_samples outside 1..AD_N_FFT */
 #define AD_ERR_FLOOR 3         /* log_floor not finite or below FLT_MIN */
 #define AD_ERR_WINDOW 4        /* a window value is not finite */
-#define AD_ERR_MEL_TABLE 5     /* a mel band outside the spectrum or the weights */
+#define AD_ERR_MEL_TABLE 5     /* a mel band outside the spectrum or the weights, or too
+                                  many weights in all */
 #define AD_ERR_CAPACITY 6      /* the output buffer is too small for the whole clip */
 #define AD_ERR_STATE 7         /* the state was not initialised by a successful init */
 
@@ -68,7 +70,8 @@ typedef struct {
     const int32_t *mel_lengths;   /* AD_N_MELS: bins in each band (may be 0) */
     const int32_t *mel_offsets;   /* AD_N_MELS: index of each band's first weight */
     const float *mel_weights;     /* n_mel_weights packed weights */
-    int32_t n_mel_weights;        /* at most AD_MEL_WEIGHTS_MAX */
+    int32_t n_mel_weights;        /* at most AD_MEL_WEIGHTS_MAX; the band lengths too
+                                     sum to at most AD_MEL_WEIGHTS_MAX */
 } ad_config;
 
 /* Sparse mel filterbank, CMSIS-DSP style: band m is

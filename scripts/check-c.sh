@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds the C front end's test programs (csrc/tests/) in the configurations CI checks.
+#
+#   scripts/check-c.sh build KIND OUTDIR   build OUTDIR/golden_driver for KIND:
+#       native   gcc -O3, the x86 reference the cross builds are compared with
+#       asan     clang -fsanitize=address,undefined (any finding aborts)
+#       aarch64  aarch64-linux-gnu-gcc -mcpu=cortex-a72           (Pi 4, 64-bit)
+#       armhf    arm-linux-gnueabihf-gcc -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard
+#                                                                 (Pi 2/3, 32-bit, NEON)
+#   scripts/check-c.sh fuzz OUTDIR SECONDS build the libFuzzer target with
+#       clang -fsanitize=fuzzer,address,undefined and run it for SECONDS; exit 1 on a finding
+#   scripts/check-c.sh runner KIND         print the command prefix that runs a KIND program
+#                                          (qemu-user with the cross sysroot for ARM)
+#
+# tests/test_frontend_c.py drives all of this with golden inputs written from Python and
+# compares the outputs with edge.reference and with the native build.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CSRC=$ROOT/csrc
+SOURCES=("$CSRC"/ad_*.c)
+WARN=(-Wall -Wextra -Werror -Wno-unused-parameter)
+
+die() { echo "check-c: $*" >&2; exit 2; }
+
+build() {
+  local kind=$1 out=$2
+  mkdir -p "$out"
+  local cc flags
+  case $kind in
+    native)  cc=gcc;   flags=(-O3 -std=c11 -ffp-contract=off) ;;
+    asan)    cc=clang; flags=(-O1 -g -std=c11 -fno-omit-frame-pointer
+                              -fsanitize=address,undefined -fno-sanitize-recover=all) ;;
+    aarch64) cc=aarch64-linux-gnu-gcc;   flags=(-O3 -std=c11 -ffp-contract=off -mcpu=cortex-a72) ;;
+    armhf)   cc=arm-linux-gnueabihf-gcc; flags=(-O3 -std=c11 -ffp-contract=off -mcpu=cortex-a7
+                                                -mfpu=neon-vfpv4 -mfloat-abi=hard) ;;
+    *) die "unknown build kind '$kind' (native, asan, aarch64, armhf)" ;;
+  esac
+  command -v "$cc" >/dev/null || die "$cc not found (scripts/setup.sh installs it)"
+  "$cc" "${flags[@]}" "${WARN[@]}" -I"$CSRC" "${SOURCES[@]}" "$CSRC/tests/golden_driver.c" \
+    -lm -o "$out/golden_driver"
+  echo "$out/golden_driver"
+}
+
+runner() {
+  case $1 in
+    native|asan) echo "" ;;
+    aarch64) echo "qemu-aarch64 -L /usr/aarch64-linux-gnu" ;;
+    armhf)   echo "qemu-arm -L /usr/arm-linux-gnueabihf" ;;
+    *) die "unknown build kind '$1'" ;;
+  esac
+}
+
+fuzz() {
+  local out=$1 seconds=$2
+  command -v clang >/dev/null || die "clang not found (scripts/setup.sh installs it)"
+  mkdir -p "$out/corpus"
+  clang -O1 -g -std=c11 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=all "${WARN[@]}" -I"$CSRC" "${SOURCES[@]}" \
+    "$CSRC/tests/fuzz_frontend.c" -lm -o "$out/fuzz_frontend"
+  # -max_len: enough bytes for the header and a few frames of raw samples (they are cycled
+  # to the chosen stream length); fixed seed so a CI finding reproduces.
+  (cd "$out" && ./fuzz_frontend -max_total_time="$seconds" -max_len=16384 -seed=1 \
+      -print_final_stats=1 -artifact_prefix="$out/" corpus)
+}
+
+case ${1:-} in
+  build)  [ $# -eq 3 ] || die "usage: check-c.sh build KIND OUTDIR"; build "$2" "$3" ;;
+  fuzz)   [ $# -eq 3 ] || die "usage: check-c.sh fuzz OUTDIR SECONDS"; fuzz "$2" "$3" ;;
+  runner) [ $# -eq 2 ] || die "usage: check-c.sh runner KIND"; runner "$2" ;;
+  *) die "usage: check-c.sh build KIND OUTDIR | fuzz OUTDIR SECONDS | runner KIND" ;;
+esac
