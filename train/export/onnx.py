@@ -41,6 +41,8 @@ def export_float(layers: list[Dense], path: str | Path, *, opset: int = OPSET) -
     module = folded_module(layers)
     example = torch.zeros(2, layers[0].weight.shape[1])
     batch = torch.export.Dim("batch")
+    # Its registry warns once per missing optional package (torchvision ops) on every export.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     sink = io.StringIO()
     # The exporter prints progress on stdout; `edge-ad export --json` owns stdout.
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):

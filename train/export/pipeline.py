@@ -1,0 +1,302 @@
+"""``edge-ad export``: from a RUN to a verified bundle, with the int8 accuracy gate.
+
+1. Fold BatchNorm into the Linear layers (:mod:`.fold`).
+2. Draw a seeded sample of training vectors for calibration.
+3. Convert: float and int8 ONNX (:mod:`.onnx`), float and int8 TFLite (:mod:`.tflite`).
+   Float is always built, since it is the reference the int8 model is judged against.
+4. Score every clip with every model through the edge backends, exactly as the board
+   will (int8 output dequantised, compared with the float input, SPEC 4).
+5. Refit the gamma cutoff of each model file on its own training-clip scores, so each
+   keeps the intended false-positive rate p.
+6. Per ID, on the validation and test clips: AUC, pAUC and McClish pAUC of every model.
+   The gate: where int8 loses more than ``max_auc_drop`` AUC or ``max_pauc_drop`` pAUC
+   (the seed's pAUC) against float of the same format, raise
+   :class:`~edge.errors.QuantizationGateError` and write nothing.
+7. Write the bundle atomically (:func:`edge.bundle.write_bundle`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge import bundle as bundle_mod
+from edge.backends import load as load_backend
+from edge.errors import EdgeAdError, QuantizationGateError
+from edge.scoring import clip_score
+from edge.threshold import FIT_LOC0, fit_gamma
+
+from .fold import Dense, fold_batchnorm
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("tflite", "onnx")
+PRECISIONS = ("float", "int8")
+SPLITS = ("val", "test")     # where metrics are reported and the gate looks
+
+
+def calibration_vectors(run: Any, *, n: int, seed: int) -> np.ndarray:
+    """A uniform sample of ``n`` training vectors without replacement, ``(n, d) float32``.
+
+    Every training vector gets a seeded uniform key (clips in sorted path order) and the
+    ``n`` smallest keys win: one pass, memory for ``n`` vectors, the same sample for the
+    same run and seed on any machine. Returned in key order (a shuffled order).
+    """
+    rng = np.random.default_rng(seed)
+    keys = np.empty(0)
+    rows = np.empty((0, run.spec.vector_size), np.float32)
+    for clip in sorted(run.clips_in("train"), key=lambda c: str(c.path)):
+        v = run.vectors(clip)
+        keys = np.concatenate([keys, rng.random(len(v))])
+        rows = np.concatenate([rows, v])
+        if len(keys) > n:
+            keep = np.argpartition(keys, n)[:n]
+            keys, rows = keys[keep], rows[keep]
+    if len(rows) == 0:
+        raise EdgeAdError(f"{run.path}: no training vectors to calibrate int8 on")
+    order = np.argsort(keys, kind="stable")
+    return np.ascontiguousarray(rows[order])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _versions(formats: Sequence[str]) -> dict[str, str]:
+    import torch
+
+    import edge
+
+    v = {"edge_ad": edge.__version__, "torch": torch.__version__, "numpy": np.__version__,
+         "python": platform.python_version()}
+    if "onnx" in formats:
+        import onnx
+        import onnxruntime
+        v["onnx"] = onnx.__version__
+        v["onnxruntime"] = onnxruntime.__version__
+    if "tflite" in formats:
+        import tensorflow as tf
+        v["tensorflow"] = tf.__version__
+        try:
+            import ai_edge_litert
+            v["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "unknown")
+        except ImportError:
+            pass
+    return v
+
+
+def _build(layers: list[Dense], calibration: np.ndarray, workdir: Path, formats: Sequence[str],
+           int8: bool) -> dict[str, Path]:
+    """Write every model file into ``workdir``: float always, int8 when asked."""
+    from . import onnx as onnx_export
+    from . import tflite as tflite_export
+
+    paths: dict[str, Path] = {}
+    if "onnx" in formats:
+        f = workdir / bundle_mod.model_filename("onnx", "float")
+        onnx_export.export_float(layers, f)
+        paths[f.name] = f
+        if int8:
+            q = workdir / bundle_mod.model_filename("onnx", "int8")
+            onnx_export.quantize_int8(f, q, calibration)
+            paths[q.name] = q
+    if "tflite" in formats:
+        f = workdir / bundle_mod.model_filename("tflite", "float")
+        f.write_bytes(tflite_export.convert_float(layers))
+        paths[f.name] = f
+        if int8:
+            q = workdir / bundle_mod.model_filename("tflite", "int8")
+            q.write_bytes(tflite_export.convert_int8(layers, calibration))
+            paths[q.name] = q
+    return paths
+
+
+def _score_all(run: Any, paths: dict[str, Path], *, progress: bool) -> dict[str, np.ndarray]:
+    """``{model name: (n_clips,) float64}`` for every model and ``"torch"``, clips in run order."""
+    import torch
+    from tqdm import tqdm
+
+    backends = {name: load_backend(p) for name, p in sorted(paths.items())}
+    scores = {name: np.empty(len(run.clips)) for name in ["torch", *backends]}
+    model = run.model.eval()
+    for i, clip in enumerate(tqdm(run.clips, desc="scoring clips", unit="clip",
+                                  disable=not progress, leave=False)):
+        x = run.vectors(clip)
+        with torch.no_grad():
+            scores["torch"][i] = clip_score(x, model(torch.from_numpy(x)).numpy())
+        for name, backend in backends.items():
+            scores[name][i] = clip_score(x, backend.run(x))
+    return scores
+
+
+def _gate(metrics: dict[str, dict], names: dict[tuple[str, str], str], formats: Sequence[str], *,
+          max_auc_drop: float, max_pauc_drop: float) -> dict[str, Any]:
+    drops: dict[str, Any] = {}
+    failures: list[dict[str, Any]] = []
+    checked = 0
+    for fmt in formats:
+        f_name, q_name = names[(fmt, "float")], names[(fmt, "int8")]
+        drops[fmt] = {}
+        for split in SPLITS:
+            drops[fmt][split] = {}
+            f_ids = metrics[f_name][split]["per_id"]
+            q_ids = metrics[q_name][split]["per_id"]
+            for id_ in sorted(f_ids):
+                f, q = f_ids[id_], q_ids[id_]
+                if f["auc"] is None:
+                    continue        # one class only (e.g. validation clips are all normal)
+                checked += 1
+                d = {"auc_drop": f["auc"] - q["auc"], "pauc_drop": f["pauc"] - q["pauc"]}
+                drops[fmt][split][id_] = d
+                for metric, limit in (("auc", max_auc_drop), ("pauc", max_pauc_drop)):
+                    if d[f"{metric}_drop"] > limit:
+                        failures.append({"format": fmt, "split": split, "id": id_,
+                                         "metric": metric, "float": f[metric], "int8": q[metric],
+                                         "drop": d[f"{metric}_drop"], "limit": limit})
+    return {"max_auc_drop": max_auc_drop, "max_pauc_drop": max_pauc_drop,
+            "checked": checked, "passed": not failures and checked > 0,
+            "failures": failures, "drops": drops}
+
+
+def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
+               precisions: Sequence[str] = PRECISIONS, calib: int = 1000,
+               max_auc_drop: float = 0.01, max_pauc_drop: float = 0.02, seed: int = 0,
+               progress: bool = False, jobs: int = 2) -> dict[str, Any]:
+    """Export a trained run to a bundle at ``out``; returns the summary (``--json``'s).
+
+    Args:
+        run: a :class:`train.runs.Run` (or a RUN path).
+        out: the bundle directory; an earlier bundle there is replaced atomically.
+        formats: ``"tflite"`` and/or ``"onnx"``.
+        precisions: ``"float"`` and/or ``"int8"`` model files to ship.
+        calib: training vectors for int8 calibration.
+        max_auc_drop, max_pauc_drop: the gate, per ID, on validation and test clips.
+        seed: seeds the calibration sample.
+
+    Raises:
+        QuantizationGateError: int8 lost more than allowed (``.summary`` holds the figures);
+            nothing is written.
+        BundleError: ``out`` exists and is not a bundle.
+    """
+    from train.runs import load_run
+
+    if isinstance(run, (str, Path)):
+        run = load_run(run)
+    formats = [f for f in FORMATS if f in formats]
+    precisions = [p for p in PRECISIONS if p in precisions]
+    if not formats or not precisions:
+        raise EdgeAdError(f"formats {formats} / precisions {precisions}: expected at least one "
+                          f"of {list(FORMATS)} and of {list(PRECISIONS)}")
+    if calib < 1:
+        raise EdgeAdError(f"--calib {calib}: expected at least 1 vector")
+    for name, v in (("--max-auc-drop", max_auc_drop), ("--max-pauc-drop", max_pauc_drop)):
+        if not 0 <= v <= 1:
+            raise EdgeAdError(f"{name} {v}: expected a value between 0 and 1")
+    out = bundle_mod.check_target(out)
+    int8 = "int8" in precisions
+    names = {(f, p): bundle_mod.model_filename(f, p) for f in formats for p in PRECISIONS}
+
+    run.cache.ensure([c.path for c in run.clips], jobs=jobs, progress=progress)
+    layers = fold_batchnorm(run.model)
+    calibration = calibration_vectors(run, n=calib, seed=seed) if int8 else None
+    with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
+        paths = _build(layers, calibration, Path(tmp), formats, int8)
+        scores = _score_all(run, paths, progress=progress)
+        model_bytes = {name: p.read_bytes() for name, p in paths.items()}
+
+    clips = run.clips
+    split_of = np.array([c.split for c in clips])
+    labels = np.array([c.is_anomaly for c in clips])
+    ids = [c.id for c in clips]
+    p = run.threshold.p
+    floc = 0.0 if run.threshold.fit == FIT_LOC0 else None
+    from train import metrics as m
+
+    held_out = np.isin(split_of, SPLITS)
+    thresholds, metrics, models_info = {}, {}, {}
+    for name in sorted(paths):
+        s = scores[name]
+        thresholds[name] = fit_gamma(s[split_of == "train"], p=p, floc=floc)
+        cut = thresholds[name].cutoff
+        metrics[name] = {}
+        for split in SPLITS:
+            sel = split_of == split
+            metrics[name][split] = (m.evaluate_table(s[sel], labels[sel], [ids[i] for i in np.flatnonzero(sel)],
+                                                     cutoff=cut, p=p) if sel.any() else
+                                    {"per_id": {}, "overall": None})
+        fmt, precision = next(k for k, v in names.items() if v == name)
+        ref = scores["torch"] if precision == "float" else scores[names[(fmt, "float")]]
+        models_info[name] = {
+            "backend": fmt, "precision": precision, "cutoff": cut,
+            "observed_fpr_train": float(np.mean(s[split_of == "train"] > cut)),
+            "reference": "torch" if precision == "float" else names[(fmt, "float")],
+            "score_correlation_held_out": float(np.corrcoef(s[held_out], ref[held_out])[0, 1])
+            if held_out.sum() > 1 else None,
+            "score_max_rel_diff_held_out": float(np.max(np.abs(s[held_out] / ref[held_out] - 1)))
+            if held_out.any() else None,
+            "metrics": metrics[name],
+        }
+    torch_metrics = {split: m.evaluate_table(scores["torch"][split_of == split],
+                                             labels[split_of == split],
+                                             [ids[i] for i in np.flatnonzero(split_of == split)],
+                                             cutoff=run.threshold.cutoff, p=p)
+                     for split in SPLITS if (split_of == split).any()}
+    gate = (_gate(metrics, names, formats, max_auc_drop=max_auc_drop, max_pauc_drop=max_pauc_drop)
+            if int8 else {"max_auc_drop": max_auc_drop, "max_pauc_drop": max_pauc_drop,
+                          "checked": 0, "passed": True, "failures": [], "drops": {},
+                          "note": "no int8 model exported"})
+    shipped = sorted(names[(f, pr)] for f in formats for pr in precisions)
+    summary: dict[str, Any] = {
+        "status": "ok" if gate["passed"] else "gate_failed",
+        "bundle": None,
+        "run": str(run.path),
+        "formats": list(formats), "precisions": list(precisions),
+        "models": {n: {k: v for k, v in models_info[n].items() if k != "metrics"}
+                   | {"bytes": len(model_bytes[n]), "shipped": n in shipped,
+                      "auc": {split: {i: r["auc"] for i, r in metrics[n][split]["per_id"].items()}
+                              for split in SPLITS}}
+                   for n in sorted(paths)},
+        "gate": gate,
+    }
+    if not gate["passed"]:
+        if gate["checked"] == 0:
+            msg = ("int8 gate: no validation or test clip set has both normal and anomalous clips "
+                   "of one ID, so int8 cannot be judged against float; no bundle written")
+        else:
+            worst = "; ".join(f"{f['format']} {f['split']} {f['id']}: {f['metric'].upper()} "
+                              f"{f['float']:.4f} -> {f['int8']:.4f} (drop {f['drop']:.4f} > "
+                              f"{f['limit']:g})" for f in gate["failures"])
+            bad_ids = sorted({f["id"] for f in gate["failures"]})
+            msg = (f"int8 gate failed for {', '.join(bad_ids)}: {worst}; no bundle written "
+                   f"({out} unchanged)")
+        err = QuantizationGateError(msg)
+        err.summary = summary
+        raise err
+
+    info = {
+        "models": {n: models_info[n] for n in shipped},
+        "gate": gate,
+        "torch_metrics": torch_metrics,
+        "versions": _versions(formats),
+        "calibration": {"vectors": int(calib if calibration is None else len(calibration)),
+                        "seed": seed, "source": "training clips, uniform sample",
+                        "method": "min/max"} if int8 else None,
+        "source": {"run": str(Path(run.path).absolute()), "machine": run.machine,
+                   "model_pt_sha256": _sha256(Path(run.path) / "model.pt"),
+                   "model_config": run.model_config.to_dict(),
+                   "n_clips": {s: int((split_of == s).sum()) for s in ("train", *SPLITS)}},
+        "threshold_fit": {"p": p, "fit": run.threshold.fit,
+                          "on": "each model's own training-clip scores"},
+    }
+    written = bundle_mod.write_bundle(out, models={n: model_bytes[n] for n in shipped},
+                                      spec=run.spec, thresholds={n: thresholds[n] for n in shipped},
+                                      info=info)
+    summary["bundle"] = str(written.path)
+    for n in shipped:
+        summary["models"][n]["sha256"] = written.manifest["files"][n]["sha256"]
+    return summary
