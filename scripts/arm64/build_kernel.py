@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.root}: no usr/include/python3.11/Python.h (run scripts/setup-arm64.sh)")
     if not args.build_script.is_file():
         raise SystemExit(f"{args.build_script}: not found (the C kernel's cffi build script)")
-    print(build(root=args.root, out=args.out, build_script=args.build_script, cc=args.cc, cpu=args.cpu))
+    print(build(root=args.root.resolve(), out=args.out.resolve(), build_script=args.build_script.resolve(),
+                cc=args.cc, cpu=args.cpu))
     return 0
 
 
