@@ -125,9 +125,13 @@ def rewrite_thresholds(bundle_path: str | os.PathLike, thresholds: dict[str, Thr
         raise EdgeAdError(f"{bundle.path}: no model file(s) {unknown} to calibrate "
                           f"(it holds {bundle.models})")
     root = bundle.path
-    stamp = _stamp()
     manifest = dict(bundle.manifest)
     files = manifest.pop("files")
+    stamp = base = _stamp()
+    n = 1
+    while f"manifest.{stamp}.json" in files:  # two calibrations within one second
+        n += 1
+        stamp = f"{base}-{n}"
     # Everything the last writer carried besides the bundle's own files is history: keep it.
     carried = {name: (root / name).read_bytes() for name in files
                if name not in (SPEC_FILE, THRESHOLD_FILE, *bundle.models)}

@@ -1,0 +1,98 @@
+"""``edge-ad calibrate`` through the ALSA file-plugin card: the refitted cutoffs equal
+scipy's gamma fit of independently computed window scores, the bundle still verifies, and
+the previous manifest and thresholds are kept inside it."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edge import backends, reference
+from edge.bundle import load_bundle
+from edge.scoring import clip_score
+from edge.stream import window_vectors
+from runtime_support import (ALSA_CONF, SR, bundle_dir, copy_bundle, edge_ad, edge_env,
+                             load_trained_run, read_int16)
+
+scipy_stats = pytest.importorskip("scipy.stats")
+if os.environ.get("CI") != "true":
+    pytest.importorskip("alsaaudio")
+
+
+def _expected_scores(audio: np.ndarray, model_path, n_window: int) -> np.ndarray:
+    """Non-overlapping windows of the streaming (unpadded) features, numpy reference."""
+    frames = reference.logmel_frames_unpadded(audio.astype(np.float64) / 32768.0)
+    vecs = reference.context_vectors(frames).astype(np.float32)
+    model = backends.load(model_path)
+    k = len(vecs) // n_window
+    return np.array([clip_score(w, model.run(w)) for w in np.split(vecs[:k * n_window], k)])
+
+
+@pytest.mark.slow
+def test_calibrate_refits_every_cutoff_like_scipy_and_keeps_the_previous_files(
+        bundle, trained_run, tmp_path):
+    run = load_trained_run(trained_run)
+    normal = [c for c in run.clips if c.label == "normal"][:8]
+    # The site is quieter than the training plant (another microphone gain).
+    audio = (np.concatenate([read_int16(c.path) for c in normal]) * 0.5).astype(np.int16)
+    raw = tmp_path / "site.raw"
+    audio.astype("<i2").tofile(raw)
+    target = copy_bundle(bundle, tmp_path / "bundle")
+    old_manifest = (target / "manifest.json").read_bytes()
+    old_threshold = (target / "threshold.json").read_bytes()
+    before = load_bundle(target)
+
+    env = edge_env(ALSA_CONFIG_PATH=str(ALSA_CONF), EDGE_AD_ALSA_RAW=str(raw))
+    minutes = len(audio) / SR / 60
+    r = edge_ad("calibrate", "--device", "hw:1", "--model", str(target), "--minutes", f"{minutes:.6f}",
+                "--p", "0.1", "--json", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    result = json.loads(r.stdout)
+
+    after = load_bundle(target)  # hashes and spec digest verify
+    n_window = window_vectors(10.0)
+    for name in after.models:
+        expected = _expected_scores(audio, target / name, n_window)
+        assert result["models"][name]["n_scores"] == len(expected) == 8 * 160000 // (512 * n_window)
+        shape, loc, scale = scipy_stats.gamma.fit(expected, floc=0)
+        cutoff = scipy_stats.gamma.ppf(0.9, shape, loc=0, scale=scale)
+        t = after.threshold_for(name)
+        assert t.cutoff == pytest.approx(cutoff, rel=1e-4)
+        assert t.shape == pytest.approx(shape, rel=1e-3) and t.p == 0.1 and t.loc == 0.0
+        assert t.cutoff != pytest.approx(before.threshold_for(name).cutoff, rel=1e-3)
+    entry = after.manifest["calibrations"][-1]
+    assert (target / entry["previous_manifest"]).read_bytes() == old_manifest
+    assert (target / entry["previous_threshold"]).read_bytes() == old_threshold
+    assert entry["previous_manifest"] in after.manifest["files"]
+    assert entry["source"] == "hw:1"
+    # Model files are untouched, byte for byte.
+    for name in after.models:
+        assert after.manifest["files"][name] == before.manifest["files"][name]
+
+    # A second calibration keeps both histories, and run accepts the bundle.
+    r = edge_ad("calibrate", "--device", "hw:1", "--model", str(target), "--minutes",
+                f"{minutes:.6f}", "--backend", "tflite", "--precision", "int8", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    again = load_bundle(target)
+    assert len(again.manifest["calibrations"]) == 2
+    assert sum(name.startswith("manifest.2") for name in again.manifest["files"]) == 2
+    assert again.threshold_for("model_int8.onnx") == after.threshold_for("model_int8.onnx")
+
+
+def test_calibrate_dry_run_and_too_short_a_recording_leave_the_bundle_alone(bundle, trained_run, tmp_path):
+    from runtime_support import write_wav
+
+    run = load_trained_run(trained_run)
+    wav = write_wav(tmp_path / "n.wav", np.concatenate([read_int16(c.path) for c in
+                                                        [c for c in run.clips if c.label == "normal"][:7]]))
+    target = copy_bundle(bundle, tmp_path / "bundle")
+    snapshot = {p.name: p.read_bytes() for p in target.iterdir()}
+    r = edge_ad("calibrate", "--device", str(wav), "--fast", "--model", str(target), "--minutes", "1.1",
+                "--dry-run")
+    assert r.returncode == 0, r.stderr.decode()
+    assert "would write" in r.stdout.decode()
+    r = edge_ad("calibrate", "--device", str(wav), "--fast", "--model", str(target), "--minutes", "0.5")
+    assert r.returncode == 2 and "expected at least 6" in r.stderr.decode()
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == snapshot
