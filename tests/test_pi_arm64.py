@@ -92,21 +92,33 @@ def run_arm64(board: str, python: Path, edge_dir: Path, args: list[str]) -> subp
         "PYTHONPATH": os.pathsep.join([str(edge_dir), str(ARM64 / "site")]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
+        "PYTHONSAFEPATH": "1",   # not the working directory either (``-m`` would add it)
     }
     return subprocess.run(["qemu-aarch64", str(python), *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=edge_dir)
+
+
+def _bundle_dir(bundle) -> Path:
+    """The ``bundle`` fixture may be a path or an ``edge.bundle.Bundle``."""
+    return Path(getattr(bundle, "path", bundle))
 
 
 @pytest.fixture(scope="module")
-def recordings(bundle, trained_run) -> list[Path]:
+def bundle_dir(bundle) -> Path:
+    return _bundle_dir(bundle)
+
+
+@pytest.fixture(scope="module")
+def recordings(bundle_dir, trained_run) -> list[Path]:
     """A normal and an anomalous recording from the run's held-out test split: the normal
     clip x86 scores lowest and the anomalous one it scores highest, so the decisions
     compared are, if the model separates at all, one of each."""
     from train.runs import load_run
 
-    b = load_bundle(bundle)
+    b = load_bundle(bundle_dir)
     backend, _ = b.load_backend("tflite", "int8")
-    test = load_run(trained_run).clips_in("test")
+    run = trained_run if hasattr(trained_run, "clips_in") else load_run(trained_run)
+    test = run.clips_in("test")
 
     def score(path: Path) -> float:
         v = features.clip_features(audio.load(path, spec=b.spec), spec=b.spec)
@@ -121,16 +133,16 @@ def recordings(bundle, trained_run) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def x86(bundle, recordings, tmp_path_factory) -> dict[str, np.ndarray]:
+def x86(bundle_dir, recordings, tmp_path_factory) -> dict[str, np.ndarray]:
     out = tmp_path_factory.mktemp("x86") / "x86.npz"
-    done = subprocess.run([sys.executable, str(PROBE), str(bundle), "--wav", *map(str, recordings),
+    done = subprocess.run([sys.executable, str(PROBE), str(bundle_dir), "--wav", *map(str, recordings),
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return dict(np.load(out, allow_pickle=False))
 
 
 @pytest.fixture(scope="module", params=sorted(BOARDS))
-def board(request, arm64_python, arm64_edge, bundle, recordings, x86, tmp_path_factory):
+def board(request, arm64_python, arm64_edge, bundle_dir, recordings, x86, tmp_path_factory):
     """The probe's results on one emulated board, fed x86's vectors too (``ref_recon_k``)."""
     name = request.param
     tmp = tmp_path_factory.mktemp(name)
@@ -138,7 +150,7 @@ def board(request, arm64_python, arm64_edge, bundle, recordings, x86, tmp_path_f
     np.savez(ref, **x86)
     out = tmp / f"{name}.npz"
     done = run_arm64(name, arm64_python, arm64_edge,
-                     [str(PROBE), str(bundle), "--wav", *map(str, recordings),
+                     [str(PROBE), str(bundle_dir), "--wav", *map(str, recordings),
                       "--out", str(out), "--vectors", str(ref)])
     assert done.returncode == 0, f"{name}: probe failed under qemu:\n{done.stderr[-3000:]}"
     return name, dict(np.load(out, allow_pickle=False))
@@ -170,9 +182,9 @@ def test_arm64_board_runs_the_cross_built_kernel_and_same_runtime_versions(board
 
 
 @pytest.fixture(scope="module")
-def reference_vectors(bundle, recordings) -> list[np.ndarray]:
+def reference_vectors(bundle_dir, recordings) -> list[np.ndarray]:
     """The slow numpy reference of the same spec: independent of either machine's kernel."""
-    spec = load_bundle(bundle).spec
+    spec = load_bundle(bundle_dir).spec
     return [reference.clip_features(audio.load(wav, spec=spec), spec) for wav in recordings]
 
 
@@ -195,11 +207,11 @@ def _int8(recon: np.ndarray, scale: float, zero: int) -> np.ndarray:
     return q.astype(np.int8)
 
 
-def test_arm64_int8_outputs_are_bit_identical_to_x86_on_the_same_vectors(board, x86, bundle, recordings):
+def test_arm64_int8_outputs_are_bit_identical_to_x86_on_the_same_vectors(board, x86, bundle_dir, recordings):
     """Both directions: the board on x86's vectors, and x86 (here, in this process) on the
     board's vectors."""
     name, arm = board
-    b = load_bundle(bundle)
+    b = load_bundle(bundle_dir)
     model = b.model_path("tflite", "int8")
     scale, zero = _output_quantization(model)
     backend, _ = b.load_backend("tflite", "int8")
@@ -212,9 +224,9 @@ def test_arm64_int8_outputs_are_bit_identical_to_x86_on_the_same_vectors(board, 
             assert differ == 0, f"{name}, {inputs}: {differ} of {a.size} int8 outputs differ"
 
 
-def test_arm64_scores_and_decisions_equal_x86(board, x86, bundle, recordings):
+def test_arm64_scores_and_decisions_equal_x86(board, x86, bundle_dir, recordings):
     name, arm = board
-    threshold = load_bundle(bundle).threshold_for("model_int8.tflite")
+    threshold = load_bundle(bundle_dir).threshold_for("model_int8.tflite")
     for k, wav in enumerate(recordings):
         v, recon = arm[f"features_{k}"].astype(np.float64), arm[f"recon_{k}"].astype(np.float64)
         # A(X) = sum_i ||f(x_i) - x_i||^2 / (n * 640), recomputed here from the board's arrays
@@ -224,3 +236,23 @@ def test_arm64_scores_and_decisions_equal_x86(board, x86, bundle, recordings):
         assert s_arm == pytest.approx(s_x86, rel=SCORE_RTOL), f"{name} {wav.name}: score"
         assert bool(arm[f"anomaly_{k}"]) == bool(x86[f"anomaly_{k}"]) == threshold.decide(s_x86), \
             f"{name} {wav.name}: score {s_arm} on arm64, {s_x86} on x86, cutoff {threshold.cutoff}"
+
+
+def test_edge_ad_score_on_a_pi4_gives_the_x86_decisions(arm64_python, arm64_edge, bundle_dir,
+                                                         recordings, x86):
+    """The product command, ``edge-ad score BUNDLE FILE... --json``, on both machines."""
+    args = ["-m", "edge", "score", str(bundle_dir), *map(str, recordings), "--json"]
+    on_arm = run_arm64("pi4", arm64_python, arm64_edge, args)
+    assert on_arm.returncode == 0, on_arm.stderr[-3000:]
+    on_x86 = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert on_x86.returncode == 0, on_x86.stderr[-3000:]
+    arm, here = json.loads(on_arm.stdout), json.loads(on_x86.stdout)
+    assert arm["model"] == here["model"] == "model_int8.tflite"
+    assert arm["cutoff"] == here["cutoff"] and not arm["errors"] and not here["errors"]
+    assert [c["path"] for c in arm["clips"]] == [c["path"] for c in here["clips"]] == list(map(str, recordings))
+    for k, (a, h) in enumerate(zip(arm["clips"], here["clips"])):
+        # the command and the probe are the same computation on each machine
+        assert h["score"] == float(x86[f"score_{k}"])
+        assert a["score"] == pytest.approx(h["score"], rel=SCORE_RTOL)
+        assert a["anomaly"] == h["anomaly"], f"{a['path']}: {a['score']} on arm64, {h['score']} on x86"
