@@ -20,6 +20,7 @@ SYSTEM_PACKAGES=(
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross   # Pi 2/3 32-bit (Cortex-A7, NEON)
   qemu-user                   # runs the cross-built kernel and an arm64 Python here
   debootstrap                 # an arm64 Debian root for the Pi-class end-to-end test
+  systemd                     # systemd-analyze verify checks scripts/edge-ad.service
 )
 
 if [ "${EDGE_AD_SKIP_APT:-0}" != 1 ]; then
