@@ -53,32 +53,30 @@ mirror() {
 
 # --- 1. the arm64 root ------------------------------------------------------------------
 ROOT=$CACHE/root
-root_recipe="suite=$SUITE packages=$PACKAGES recipe=1"
+root_recipe="suite=$SUITE packages=$PACKAGES recipe=2"
 if [ "$(cat "$ROOT/.edge-ad-stamp" 2>/dev/null)" != "$root_recipe" ]; then
   start=$SECONDS
   MIRROR=$(mirror)
   echo "setup-arm64: building a Debian $SUITE arm64 root in $ROOT from $MIRROR"
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   tmp=$CACHE/root.tmp.$$
-  trap '$SUDO rm -rf "$tmp"' EXIT
-  $SUDO rm -rf "$tmp"
-  # --foreign: fetch and unpack only; the second stage would run arm64 maintainer scripts in
-  # a chroot, which needs binfmt. Python runs from unpacked, unconfigured packages.
-  if ! $SUDO debootstrap --foreign --arch=arm64 --variant=minbase --include="$PACKAGES" \
+  trap 'rm -rf "$tmp"' EXIT
+  rm -rf "$tmp"
+  # --download-only: debootstrap resolves and fetches the minimal base plus the packages
+  # asked for and their dependencies, verified against the signed Release file. Its other
+  # stages would need root, device nodes, and a chroot running arm64 maintainer scripts
+  # (binfmt); none of that is needed to run Python from unpacked, unconfigured packages.
+  if ! debootstrap --download-only --arch=arm64 --variant=minbase --include="$PACKAGES" \
       "$SUITE" "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
     tail -n 20 "$CACHE/debootstrap.log" >&2
     echo "setup-arm64: debootstrap failed (log: $CACHE/debootstrap.log)" >&2
     exit 1
   fi
-  # --foreign unpacks only the required base; the packages asked for (and their dependencies)
-  # are left as .deb files for the second stage. Unpack them all.
   for deb in "$tmp"/var/cache/apt/archives/*.deb; do
-    $SUDO dpkg-deb -x "$deb" "$tmp"
+    dpkg-deb -x "$deb" "$tmp"
   done
   # Nothing below is needed to run Python; it halves the cache.
-  $SUDO rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/usr/share/doc "$tmp"/usr/share/man \
+  rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/usr/share/doc "$tmp"/usr/share/man \
     "$tmp"/usr/share/locale "$tmp"/usr/share/info "$tmp"/var/lib/apt/lists/*_Packages
-  [ -z "$SUDO" ] || $SUDO chown -R "$(id -u):$(id -g)" "$tmp"
   [ -x "$tmp/usr/bin/python3.11" ] && [ -f "$tmp/usr/include/python3.11/Python.h" ] || {
     echo "setup-arm64: the root has no python3.11 or Python.h after unpacking" >&2; exit 1; }
   echo "$root_recipe" >"$tmp/.edge-ad-stamp"
@@ -137,6 +135,9 @@ for board in pi4 pi5; do
 done
 
 # --- 4. smoke check: the aarch64 interpreter imports the runtime under qemu -----------------
+# Once per built combination: a cached second run stays well under a second.
+smoke_recipe="$board_recipe $(cat "$SITE/.edge-ad-stamp")"
+[ "$(cat "$CACHE/.smoke-stamp" 2>/dev/null)" = "$smoke_recipe" ] && exit 0
 QEMU_LD_PREFIX=$CACHE/boards/pi4 PYTHONPATH=$SITE PYTHONDONTWRITEBYTECODE=1 qemu-aarch64 -cpu cortex-a72 "$ROOT/usr/bin/python3.11" -c '
 import importlib.metadata, platform, numpy, soundfile, soxr, _cffi_backend
 from ai_edge_litert.interpreter import Interpreter
@@ -144,3 +145,4 @@ assert platform.machine() == "aarch64", platform.machine()
 print("setup-arm64: aarch64 Python", platform.python_version(), "numpy", numpy.__version__,
       "ai-edge-litert", importlib.metadata.version("ai-edge-litert"))
 ' || { echo "setup-arm64: the aarch64 Python in $ROOT cannot import the runtime" >&2; exit 1; }
+echo "$smoke_recipe" >"$CACHE/.smoke-stamp"

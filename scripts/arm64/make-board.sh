@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A "board view" of the arm64 root for qemu-user: `scripts/arm64/make-board.sh ROOT DEST pi4|pi5`
-# makes DEST with a symlink to each top-level entry of ROOT, plus its own proc/cpuinfo and
+# makes DEST with symlinks to ROOT's bin, etc, lib, sbin and usr, plus its own proc/cpuinfo and
 # sys/devices/system/cpu/ describing a Raspberry Pi 4 (4 x Cortex-A72, 1.5 GHz) or 5
 # (4 x Cortex-A76, 2.4 GHz), as their kernels show them.
 #
@@ -30,10 +30,11 @@ tmp=$DEST.tmp.$$
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$tmp"
 mkdir -p "$tmp"
-for entry in "$ROOT"/* "$ROOT"/.edge-ad-stamp; do
-  name=$(basename "$entry")
-  case $name in proc|sys) continue ;; esac
-  ln -s "$entry" "$tmp/$name"
+# Only what the dynamic loader and Python look up by absolute path (/lib/ld-linux-aarch64.so.1,
+# /usr/lib/aarch64-linux-gnu/..., /etc/ld.so.cache): /dev, /tmp, /home and the rest stay
+# the host's, so the program reads and writes real files where it is told to.
+for name in bin etc lib sbin usr; do
+  [ -e "$ROOT/$name" ] && ln -s "$ROOT/$name" "$tmp/$name"
 done
 
 mkdir -p "$tmp/proc"
