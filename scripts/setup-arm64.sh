@@ -137,7 +137,10 @@ done
 # --- 4. smoke check: the aarch64 interpreter imports the runtime under qemu -----------------
 # Once per built combination: a cached second run stays well under a second.
 smoke_recipe="$board_recipe $(cat "$SITE/.edge-ad-stamp")"
-[ "$(cat "$CACHE/.smoke-stamp" 2>/dev/null)" = "$smoke_recipe" ] && exit 0
+if [ "$(cat "$CACHE/.smoke-stamp" 2>/dev/null)" = "$smoke_recipe" ]; then
+  echo "setup-arm64: arm64 root, wheels and Pi 4/5 views cached in $CACHE"
+  exit 0
+fi
 QEMU_LD_PREFIX=$CACHE/boards/pi4 PYTHONPATH=$SITE PYTHONDONTWRITEBYTECODE=1 qemu-aarch64 -cpu cortex-a72 "$ROOT/usr/bin/python3.11" -c '
 import importlib.metadata, platform, numpy, soundfile, soxr, _cffi_backend
 from ai_edge_litert.interpreter import Interpreter
