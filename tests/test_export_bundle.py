@@ -196,3 +196,25 @@ def test_json_summary_of_a_float_only_export_lists_sizes_and_skips_the_gate(run,
     assert summary["models"]["model_float.onnx"]["bytes"] == (out / "model_float.onnx").stat().st_size
     assert summary["gate"]["checked"] == 0
     assert load_bundle(out).models == ["model_float.onnx"]
+
+
+def test_json_mode_reports_an_error_status_for_bad_input(tmp_path, capsys):
+    code = main(["export", str(tmp_path / "no-run"), "--out", str(tmp_path / "b"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 2 and out["status"] == "error" and out["exit_code"] == 2
+    assert "no-run" in out["error"] and not (tmp_path / "b").exists()
+
+
+def test_parity_table_reports_the_manifest_figures_per_model(bundle):
+    from train.export.report import markdown, parity_rows
+
+    rows = {r["model"]: r for r in parity_rows(bundle.manifest)}
+    assert sorted(rows) == bundle.models
+    q = rows["model_int8.tflite"]
+    m = bundle.manifest["models"]["model_int8.tflite"]
+    assert q["reference"] == "model_float.tflite" and q["correlation"] == m["score_correlation_held_out"]
+    assert q["size_ratio"] == pytest.approx(m["bytes"] / bundle.manifest["files"]["model_float.tflite"]["bytes"])
+    drops = bundle.manifest["gate"]["drops"]["tflite"]["test"]
+    assert q["max_auc_drop"] == max(d["auc_drop"] for d in drops.values())
+    assert rows["model_float.onnx"]["reference"] == "torch"
+    assert len(markdown(bundle.manifest).splitlines()) == 2 + 4

@@ -61,21 +61,23 @@ def _table(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import QuantizationGateError
+    from edge.errors import EdgeAdError
 
     from train.export import export_run
     from train.runs import load_run
 
-    run_ = load_run(args.run, data=args.data)
     precisions = [args.precision] if args.precision else ["float", "int8"]
     try:
+        run_ = load_run(args.run, data=args.data)
         summary = export_run(run_, args.out, formats=args.formats, precisions=precisions,
                              calib=args.calib, max_auc_drop=args.max_auc_drop,
                              max_pauc_drop=args.max_pauc_drop, seed=args.seed,
                              progress=not args.quiet and not args.json, jobs=args.jobs)
-    except QuantizationGateError as e:
-        if args.json and getattr(e, "summary", None) is not None:
-            print(json.dumps({**e.summary, "error": str(e)}, indent=2, allow_nan=False))
+    except EdgeAdError as e:
+        if args.json:   # a scheduler reads stdout: it gets a status in every case
+            base = getattr(e, "summary", None) or {"status": "error", "bundle": None}
+            print(json.dumps({**base, "error": str(e), "exit_code": e.exit_code}, indent=2,
+                             allow_nan=False))
         raise
     if args.json:
         print(json.dumps(summary, indent=2, allow_nan=False))
