@@ -81,9 +81,9 @@ def machine_params(machine: str, id_number: int, *, seed: int = 0) -> MachinePar
         hum_hz=float(rng.choice([50.0, 60.0])), hum_amp=float(rng.uniform(0.05, 0.4)),
         flow_amp=float(rng.uniform(0.3, 1.0)), flow_tilt=float(rng.uniform(0.6, 1.4)),
         resonances=resonances,
-        speed_spread=0.01 + 0.04 * difficulty, wander=0.002 + 0.008 * difficulty,
-        fault_db=(-30.0 - 6.0 * difficulty, -12.0 - 8.0 * difficulty),
-        snr_offset_db=float(3.0 - 6.0 * difficulty),
+        speed_spread=0.01 + 0.025 * difficulty, wander=0.002 + 0.006 * difficulty,
+        fault_db=(-16.0 - 8.0 * difficulty, 2.0 - 8.0 * difficulty),
+        snr_offset_db=float(2.0 - 4.0 * difficulty),
     )
 
 
@@ -197,22 +197,26 @@ def machine_sound(params: MachineParams, rng: np.random.Generator, n: int, *,
     return x + level * fault_sig / _rms(fault_sig)
 
 
-def factory_background(rng: np.random.Generator, n: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Pink noise, other machines' hums and random impulsive events; unit RMS."""
+def factory_background(rng: np.random.Generator, n: int, *, plant: np.random.Generator,
+                       sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Pink noise, the hums of the plant's other machines and random impulsive events;
+    unit RMS. ``plant`` draws what every clip of the plant shares (the other machines),
+    ``rng`` what changes from clip to clip (levels, events)."""
     t = np.arange(n) / sr
-    x = coloured_noise(rng, n, tilt=rng.uniform(0.8, 1.3), sr=sr)
-    for _ in range(int(rng.integers(1, 4))):            # distant machines
-        f = rng.uniform(60, 700)
-        x += rng.uniform(0.05, 0.4) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-        x += rng.uniform(0.02, 0.2) * np.sin(2 * np.pi * 2 * f * t + rng.uniform(0, 2 * np.pi))
-    n_events = rng.poisson(1.5 * n / sr / 10)
+    x = coloured_noise(rng, n, tilt=1.0 + 0.1 * rng.standard_normal(), sr=sr)
+    for _ in range(3):                                   # the plant's other machines
+        f, level = plant.uniform(60, 700), plant.uniform(0.05, 0.3)
+        level *= 10 ** (rng.normal(0, 2) / 20)           # nearer or further, running harder
+        x += level * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        x += 0.4 * level * np.sin(2 * np.pi * 2 * f * t + rng.uniform(0, 2 * np.pi))
+    n_events = rng.poisson(0.8 * n / sr / 10)
     for _ in range(n_events):                            # clanks, knocks, a dropped tool
         length = int(rng.uniform(0.05, 0.4) * sr)
         start = int(rng.integers(0, max(1, n - length)))
         tt = np.arange(length) / sr
         burst = rng.standard_normal(length) * np.exp(-tt / rng.uniform(0.01, 0.1))
         burst = _bandpass(burst, rng.uniform(100, 800), rng.uniform(2000, 7000), sr)
-        x[start:start + length] += rng.uniform(1.0, 6.0) * burst / _rms(burst)
+        x[start:start + length] += rng.uniform(0.5, 3.0) * burst / _rms(burst)
     return x / _rms(x)
 
 
@@ -233,7 +237,7 @@ def make_clip(machine: str, id_number: int, *, abnormal: bool, index: int, seed:
         severity = float(rng.uniform(0.0, 1.0))
     x = machine_sound(params, rng, n, sr=sr, fault=fault, severity=severity)
     snr = snr_db + params.snr_offset_db
-    bg = factory_background(rng, n, sr=sr)
+    bg = factory_background(rng, n, plant=_rng(seed, machine, "plant"), sr=sr)
     mix = x / _rms(x) * 10 ** (snr / 20) + bg
     # A fixed gain, not per-clip normalisation: loudness carries information, as in MIMII.
     mix *= 0.05 / math.sqrt(1.0 + 10 ** (snr / 10))
