@@ -1,0 +1,154 @@
+"""edge-ad train: the RUN folder, reproducibility, the cache, and refusals."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_SEED
+from edge import audio, features
+from edge.cli import main
+from edge.errors import AudioError
+from edge.threshold import fit_gamma
+from train.cache import FeatureCache, VectorSet
+from train.fit import Recipe
+from train.pipeline import train_run
+from train.runs import RUN_FILES, RunError, load_run
+
+
+def test_run_folder_holds_every_contract_file(trained_run):
+    assert sorted(p.name for p in trained_run.path.iterdir() if p.is_file()) == sorted(RUN_FILES)
+    state = torch.load(trained_run.path / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    doc = json.loads((trained_run.path / "clips.json").read_text())
+    assert {tuple(sorted(c)) for c in doc["clips"]} == {("id", "label", "machine", "path", "split")}
+    assert {c["label"] for c in doc["clips"]} == {"normal", "anomaly"}
+    assert {c["split"] for c in doc["clips"]} == {"train", "val", "test"}
+    info = json.loads((trained_run.path / "train.json").read_text())
+    assert len(info["history"]) == 4 and info["seed"] == TINY_SEED
+    assert info["recipe"]["betas"] == [0.8, 0.999] and info["recipe"]["lr"] == 0.01
+    assert not trained_run.model.training
+
+
+def test_vectors_come_from_the_feature_kernel(trained_run):
+    clip = trained_run.clips[0]
+    expected = features.clip_features(audio.load(clip.path))
+    np.testing.assert_array_equal(trained_run.vectors(clip), expected)
+
+
+def test_scores_and_cutoff_are_recomputable_from_the_model(trained_run):
+    run = trained_run
+    for clip in run.clips[:5]:
+        x = run.vectors(clip)
+        with torch.no_grad():
+            recon = run.model(torch.from_numpy(x)).numpy()
+        expected = np.mean((recon.astype(np.float64) - x) ** 2)
+        assert run.scores[clip.to_dict(run.root)["path"]] == pytest.approx(expected, rel=1e-5)
+    train_scores = [run.scores[c.to_dict(run.root)["path"]] for c in run.clips if c.split == "train"]
+    refit = fit_gamma(train_scores, p=0.1)
+    assert run.threshold.cutoff == pytest.approx(refit.cutoff, rel=1e-12)
+    fpr = run.info["observed_fpr"]
+    assert fpr["train"] == pytest.approx(np.mean(np.array(train_scores) > run.threshold.cutoff))
+
+
+def test_same_seed_gives_the_same_weights_and_scores(trained_run, tiny_plant, feature_cache_dir, tmp_path):
+    again = train_run(tiny_plant, tmp_path / "again", recipe=Recipe(epochs=4, seed=TINY_SEED, threads=1),
+                      cache_dir=feature_cache_dir, jobs=1, progress=False)
+    a = torch.load(trained_run.path / "model.pt", weights_only=True)
+    b = torch.load(again.path / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.scores == trained_run.scores
+    other = train_run(tiny_plant, tmp_path / "other", recipe=Recipe(epochs=4, seed=TINY_SEED + 1, threads=1),
+                      cache_dir=feature_cache_dir, jobs=1, progress=False)
+    c = torch.load(other.path / "model.pt", weights_only=True)
+    assert not torch.equal(a["net.0.weight"], c["net.0.weight"])
+
+
+def test_gathered_batches_equal_context_vectors_of_cached_frames(trained_run, tiny_plant):
+    cache = trained_run.cache
+    clips = trained_run.clips[:3]
+    vs = VectorSet(cache, [c.path for c in clips])
+    full = np.concatenate([features.context_vectors(features.logmel_frames(audio.load(c.path))) for c in clips])
+    assert len(vs) == len(full)
+    idx = np.random.default_rng(0).permutation(len(vs))[:100]
+    np.testing.assert_array_equal(vs.gather(idx), full[idx])
+    assert isinstance(cache.frames(clips[0].path), np.memmap)
+
+
+def test_cache_computes_once_and_again_when_the_file_changes(tmp_path, tiny_plant):
+    src = next(tiny_plant.rglob("*.wav"))
+    wav = tmp_path / "clip.wav"
+    shutil.copy(src, wav)
+    cache = FeatureCache(tmp_path / "cache")
+    cache.ensure([wav], jobs=1, progress=False)
+    stored = cache.frames_path(wav)
+    first = stored.stat().st_mtime_ns
+    cache.ensure([wav], jobs=1, progress=False)
+    assert stored.stat().st_mtime_ns == first
+    os.utime(wav, ns=(first + 10**9, first + 10**9))
+    assert cache.frames_path(wav) != stored
+
+
+def test_cache_in_two_processes_equals_one(tmp_path, tiny_plant):
+    wavs = sorted(tiny_plant.rglob("*.wav"))[:4]
+    one, two = FeatureCache(tmp_path / "one"), FeatureCache(tmp_path / "two")
+    one.ensure(wavs, jobs=1, progress=False)
+    two.ensure(wavs, jobs=2, progress=False)
+    for w in wavs:
+        np.testing.assert_array_equal(one.frames(w), two.frames(w))
+
+
+def test_cache_lists_every_unreadable_file(tmp_path, tiny_plant):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEjunk")
+    good = next(tiny_plant.rglob("*.wav"))
+    with pytest.raises(AudioError, match="(?s)1 of 2 files.*bad.wav"):
+        FeatureCache(tmp_path / "c").ensure([good, bad], jobs=1, progress=False)
+
+
+def test_train_cli_recipe_options_and_lr_schedule(tiny_plant, feature_cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["-q", "train", str(tiny_plant), "--out", str(out), "--epochs", "6", "--lr", "0.02",
+               "--hidden", "64", "--bottleneck", "4", "--batch-size", "512", "--cache",
+               str(feature_cache_dir), "--jobs", "1", "--threads", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "cutoff" in printed and "observed FPR train" in printed
+    run = load_run(out)
+    assert run.model_config.layer_sizes == [640, 64, 4, 64, 640]
+    lrs = [row["lr"] for row in run.info["history"]]
+    assert lrs == pytest.approx([0.02] * 5 + [0.014])
+    assert run.info["recipe"]["batch_size"] == 512
+
+
+def test_non_empty_run_is_refused_without_force_and_replaced_with_it(
+        trained_run, tiny_plant, feature_cache_dir, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["-q", "train", str(tiny_plant), "--out", str(out), "--epochs", "1",
+            "--cache", str(feature_cache_dir), "--jobs", "1"]
+    assert main(args) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(args + ["--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "model.pt").is_file()
+    with pytest.raises(RunError, match="missing"):
+        load_run(tmp_path)
+
+
+def test_a_failed_training_leaves_nothing_behind(tiny_plant, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_plant, data)
+    (data / "fan" / "id_00" / "normal" / "00000003.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVE")
+    out = tmp_path / "runs" / "run"
+    rc = main(["-q", "train", str(data), "--out", str(out), "--epochs", "1",
+               "--cache", str(tmp_path / "cache"), "--jobs", "1"])
+    assert rc == 2
+    assert "00000003.wav" in capsys.readouterr().err
+    assert not out.exists()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
