@@ -39,6 +39,13 @@ class Plant:
         self.offset = (-6 + 2 * np.sin(np.arange(D) / 20)).astype(np.float32)
         self.rng = np.random.default_rng(seed + 1)
 
+    def swapped(self, n: int = 64, *, seed: int = 99) -> np.ndarray:
+        """A clip on another 12-dimensional subspace of the same scale: as far from any
+        fixed vector as a normal clip on average, but far from the normal subspace."""
+        other = np.random.default_rng(seed).standard_normal((12, D)).astype(np.float32) / 2
+        z = self.rng.standard_normal((n, 12)).astype(np.float32)
+        return (self.offset + z @ other + 0.2 * self.rng.standard_normal((n, D))).astype(np.float32)
+
     def clip(self, n: int = 64, *, anomaly: float = 0.0) -> np.ndarray:
         z = self.rng.standard_normal((n, 12)).astype(np.float32)
         x = self.offset + z @ self.basis + 0.2 * self.rng.standard_normal((n, D))
@@ -339,3 +346,97 @@ def test_tflite_runtime_2_14_loads_the_int8_model_and_agrees_with_ai_edge_litert
     scores_old = [clip_score(c, o) for c, o in zip(np.split(x, 8), np.split(old, 8))]
     scores_new = [clip_score(c, o) for c, o in zip(np.split(x, 8), np.split(new, 8))]
     np.testing.assert_allclose(scores_old, scores_new, rtol=1e-2)
+
+
+# --- the gate, on a run of synthetic vectors ------------------------------------------------
+class VectorRun:
+    """What export needs of a ``train.runs.Run``, over vectors instead of audio, so the
+    gate is tested on a run whose float model separates anomalies almost perfectly."""
+
+    def __init__(self, path: Path, model, plant: Plant):
+        from edge.spec import DEFAULT_SPEC
+        from train.datasets import Clip
+        from train.model import save
+
+        self.path, self.model, self.model_config = path, model, model.config
+        self.spec, self.machine = DEFAULT_SPEC, "vectors"
+        save(model, path)
+        self.clips, self._vectors = [], {}
+        for id_ in ("id_00", "id_02"):
+            rows = ([("train", "normal", plant.clip(32)) for _ in range(20)]
+                    + [("test", "normal", plant.clip(32)) for _ in range(12)]
+                    + [("test", "anomaly", plant.swapped(32)) for _ in range(12)])
+            for i, (split, label, x) in enumerate(rows):
+                clip = Clip(path=path / f"{id_}_{i:03d}.wav", machine="vectors", id=id_,
+                            label=label, split=split)
+                self.clips.append(clip)
+                self._vectors[clip.path] = x
+        train = [clip_score(self._vectors[c.path], model(torch.from_numpy(self._vectors[c.path]))
+                            .detach().numpy()) for c in self.clips_in("train")]
+        from edge.threshold import fit_gamma
+        self.threshold = fit_gamma(train, p=0.1)
+
+        class NoCache:
+            def ensure(self, paths, **kwargs):
+                pass
+        self.cache = NoCache()
+
+    def clips_in(self, split):
+        return [c for c in self.clips if c.split == split]
+
+    def vectors(self, clip):
+        return self._vectors[clip.path]
+
+
+@pytest.fixture(scope="module")
+def vector_run(tmp_path_factory, model, plant) -> VectorRun:
+    return VectorRun(tmp_path_factory.mktemp("vector_run"), model, plant)
+
+
+def test_gate_passes_a_good_int8_export_and_records_the_drops(vector_run, tmp_path):
+    from edge.bundle import load_bundle
+    from train.export import export_run
+
+    summary = export_run(vector_run, tmp_path / "b", formats=["onnx"])
+    assert summary["status"] == "ok" and summary["gate"]["passed"]
+    drops = summary["gate"]["drops"]["onnx"]["test"]
+    assert sorted(drops) == ["id_00", "id_02"]
+    assert all(abs(d["auc_drop"]) <= 0.005 for d in drops.values())
+    manifest = load_bundle(tmp_path / "b").manifest
+    aucs = [r["auc"] for r in manifest["models"]["model_float.onnx"]["metrics"]["test"]["per_id"].values()]
+    assert min(aucs) >= 0.95       # the float model separates the swapped clips
+
+
+def test_gate_failure_exits_3_names_the_ids_writes_nothing_and_keeps_the_previous_bundle(
+        vector_run, tmp_path, monkeypatch, capsys):
+    """A bad quantisation, forced: calibrate int8 on garbage whose range (40..41) misses the
+    real vectors (all negative), so every input saturates to one value and the int8 model
+    outputs a constant; scores then no longer see which subspace a clip lies on."""
+    import train.export.pipeline as pipeline
+    import train.runs
+    from edge.bundle import load_bundle
+    from edge.cli import main
+    from edge.errors import EXIT_GATE_FAILED
+    from train.export import export_run
+
+    target = tmp_path / "bundle"
+    export_run(vector_run, target, formats=["onnx"])       # the previous, good bundle
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(pipeline, "calibration_vectors",
+                        lambda run, n, seed: (40 + rng.random((16, D))).astype(np.float32))
+    monkeypatch.setattr(train.runs, "load_run", lambda path, data=None: vector_run)
+    code = main(["export", str(vector_run.path), "--out", str(target), "--formats", "onnx",
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == EXIT_GATE_FAILED == 3
+    summary = json.loads(captured.out)
+    assert summary["status"] == "gate_failed" and summary["bundle"] is None
+    assert summary["exit_code"] == 3
+    failures = summary["gate"]["failures"]
+    assert {f["id"] for f in failures} == {"id_00", "id_02"}
+    assert all(f["drop"] > f["limit"] for f in failures)
+    assert "int8 gate failed for id_00, id_02" in captured.err
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    load_bundle(target)
