@@ -38,3 +38,16 @@ def trained_run(tiny_plant, feature_cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "run"
     return train_run(tiny_plant, out, recipe=Recipe(epochs=4, seed=TINY_SEED, threads=1),
                      cache_dir=feature_cache_dir, jobs=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def bundle(trained_run, tmp_path_factory):
+    """``edge-ad export`` of ``trained_run`` with the defaults (float and int8, TFLite and
+    ONNX): a verified ``edge.bundle.Bundle`` (``.path`` is the folder). Read-only for tests:
+    copy it before changing anything. Takes ~10 s (TensorFlow import and conversion)."""
+    from edge.bundle import load_bundle
+    from train.export import export_run
+
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    export_run(trained_run, out)
+    return load_bundle(out)
