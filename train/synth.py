@@ -244,31 +244,50 @@ def make_clip(machine: str, id_number: int, *, abnormal: bool, index: int, seed:
     return np.clip(mix, -1.0, 32767 / 32768).astype(np.float32), {"fault": fault, "severity": severity}
 
 
+def _write_clip(out: str, machine: str, id_number: int, label: str, k: int, seed: int,
+                snr_db: float, duration: float) -> dict[str, object]:
+    import soundfile as sf
+
+    x, info = make_clip(machine, id_number, abnormal=label == "abnormal", index=k, seed=seed,
+                        snr_db=snr_db, duration=duration)
+    rel = Path(machine) / f"id_{id_number:02d}" / label / f"{k:08d}.wav"
+    path = Path(out) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, SAMPLE_RATE, subtype="PCM_16")
+    return {"path": rel.as_posix(), "id": f"id_{id_number:02d}", "label": label, **info}
+
+
 def write_plant(out: str | os.PathLike, *, machine: str = "fan", ids: Sequence[int] = (0, 2, 4, 6),
                 n_normal: int = 100, n_abnormal: int = 30, snr_db: float = 6.0, seed: int = 0,
                 duration: float = 10.0, jobs: int = 1, progress: bool = True) -> list[dict[str, object]]:
     """Write ``out/<machine>/id_XX/{normal,abnormal}/NNNNNNNN.wav`` (16 kHz int16).
 
-    Returns one record per clip (path, id, label, fault, severity), also written to
-    ``out/<machine>/synth.json``.
+    Clips are made in ``jobs`` processes; each depends only on its own seed, so the files
+    are the same for any ``jobs``. Returns one record per clip (path, id, label, fault,
+    severity), also written to ``out/<machine>/synth.json``.
     """
+    import concurrent.futures as cf
     import json
+    import multiprocessing
 
-    import soundfile as sf
     from tqdm import tqdm
 
     out = Path(out)
-    jobs_list = [(i, lab, k) for i in ids for lab, count in (("normal", n_normal), ("abnormal", n_abnormal))
-                 for k in range(count)]
+    todo = [(str(out), machine, i, lab, k, seed, snr_db, duration)
+            for i in ids for lab, count in (("normal", n_normal), ("abnormal", n_abnormal))
+            for k in range(count)]
+    bar = tqdm(total=len(todo), desc="synth", unit="clip", disable=not progress)
     records: list[dict[str, object]] = []
-    for id_number, label, k in tqdm(jobs_list, desc="synth", unit="clip", disable=not progress):
-        x, info = make_clip(machine, id_number, abnormal=label == "abnormal", index=k, seed=seed,
-                            snr_db=snr_db, duration=duration)
-        path = out / machine / f"id_{id_number:02d}" / label / f"{k:08d}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), x, SAMPLE_RATE, subtype="PCM_16")
-        records.append({"path": path.relative_to(out).as_posix(), "id": f"id_{id_number:02d}",
-                        "label": label, **info})
+    if jobs <= 1:
+        for args in todo:
+            records.append(_write_clip(*args))
+            bar.update()
+    else:
+        with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for rec in pool.map(_write_clip, *zip(*todo), chunksize=8):
+                records.append(rec)
+                bar.update()
+    bar.close()
     meta = {"machine": machine, "ids": list(ids), "snr_db": snr_db, "seed": seed,
             "duration": duration, "clips": records}
     (out / machine / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")

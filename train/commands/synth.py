@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--snr", type=float, default=6.0, help="machine to background ratio in dB (default 6)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--duration", type=float, default=10.0, help="clip length in seconds (default 10)")
+    p.add_argument("--jobs", type=int, default=2, help="processes generating clips (default 2)")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
 
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     records = write_plant(out, machine=args.machine, ids=args.ids, n_normal=args.normal,
                           n_abnormal=args.abnormal, snr_db=args.snr, seed=args.seed,
-                          duration=args.duration, progress=not args.quiet)
+                          duration=args.duration, jobs=args.jobs,
+                          progress=not args.quiet)
     print(f"wrote {len(records)} clips to {out / args.machine} in {time.perf_counter() - start:.1f} s")
     return 0
