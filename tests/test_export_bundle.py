@@ -119,10 +119,11 @@ def test_int8_model_file_is_about_a_quarter_of_float(bundle, fmt):
     assert bundle.manifest["files"][f"model_int8.{fmt}"]["bytes"] == q
 
 
-def test_same_export_twice_gives_identical_model_bytes(run, bundle, tmp_path):
-    from train.export import export_run
-
-    export_run(run, tmp_path / "again")
+def test_same_export_twice_gives_identical_model_bytes_even_in_another_process(run, bundle,
+                                                                              tmp_path):
+    subprocess.run([sys.executable, "-m", "edge", "-q", "export", str(run.path), "--out",
+                    str(tmp_path / "again")], check=True, cwd=ROOT, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
     first, second = _snapshot(bundle.path), _snapshot(tmp_path / "again")
     for name in [*bundle.models, "threshold.json", "feature_spec.json"]:
         assert first[name] == second[name], name
