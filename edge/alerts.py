@@ -24,7 +24,7 @@ from typing import Any
 
 from .decision import Decision, utc_now
 from .errors import EdgeAdError
-from .spool import HEARTBEAT, Spool
+from .spool import HEARTBEAT, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +120,16 @@ class MqttSender:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._wake:
-            if self._inflight is not None and self._inflight[0] == mid:
-                seq = self._inflight[1]
-                self._inflight = None
-            else:
+            if self._inflight is None or self._inflight[0] != mid:
                 # PUBACK before publish() returned to the sender: matched there.
                 self._early_acks.add(mid)
                 return
+            # Out of the spool before the slot is freed, or the sender would see the
+            # acknowledged event still at the head of the spool and send it again.
+            self.spool.remove(self._inflight[1])
+            self.published += 1
+            self._inflight = None
             self._wake.notify_all()
-        self.spool.remove(seq)
-        self.published += 1
 
     # sender thread ------------------------------------------------------------------
     def notify(self) -> None:
@@ -154,7 +154,6 @@ class MqttSender:
                 # Reserve the slot before publish(): a PUBACK may arrive before it returns.
                 self._inflight = (-1, seq)
             info = self.client.publish(topic, data, qos=1)
-            acked = False
             with self._wake:
                 if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
                     log.warning("mqtt publish of #%d failed (rc %s); retrying", seq, info.rc)
@@ -164,13 +163,11 @@ class MqttSender:
                 # NO_CONN: paho keeps the message and sends it on reconnect, in order.
                 if info.mid in self._early_acks:
                     self._early_acks.discard(info.mid)
+                    self.spool.remove(seq)
+                    self.published += 1
                     self._inflight = None
-                    acked = True
                 else:
                     self._inflight = (info.mid, seq)
-            if acked:
-                self.spool.remove(seq)
-                self.published += 1
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the spool to empty; True if it did."""
@@ -220,7 +217,12 @@ class Alerts:
         event = {"type": kind, "time": utc_now(), "decision_time": d.time,
                  "stream_seconds": d.stream_seconds, "score": d.score, "cutoff": d.cutoff,
                  "anomaly": d.anomaly, "alarm": d.alarm, **self.context}
-        seq = self.sender.spool.put(event)
+        try:
+            seq = self.sender.spool.put(event)
+        except SpoolError as e:
+            # Alerts must never stop detection: the decision lines go on regardless.
+            log.error("%s not sent: %s", kind, e)
+            return
         log.log(logging.WARNING if kind != HEARTBEAT else logging.DEBUG,
                 "%s #%d score %.4g cutoff %.4g", kind, seq, d.score, d.cutoff)
         self.sender.notify()

@@ -191,8 +191,12 @@ class AlsaSource:
                 n, data = self._pcm.read()
             except self._alsa.ALSAAudioError as e:
                 text = _alsa_error_text(e)
+                if self._stop.is_set():
+                    return  # a signal interrupted the read: stopping, not a failure
                 if _is_overrun(text):
                     n, data = -errno.EPIPE, b""
+                elif "interrupted system call" in text.lower():
+                    continue
                 else:
                     if not self._reopen(text):
                         return

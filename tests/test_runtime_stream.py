@@ -116,3 +116,14 @@ def test_a_gap_restarts_framing_so_no_frame_spans_it():
     vecs = np.concatenate([reference.context_vectors(frames_a),
                            reference.context_vectors(frames_b)]).astype(np.float32)[-det.n_window:]
     assert d.score == pytest.approx(clip_score(vecs, vecs * np.float32(0.5)), rel=1e-5)
+
+
+def test_capture_counters_are_reported_in_every_decision_line():
+    import json
+
+    det = Detector(HalfBackend(), cutoff=1e9, window_s=1.0, every_s=0.5)
+    stats = CaptureStats(dropped_samples=2048, overruns=2, short_reads=3, reopens=1)
+    d = det.push(_noise(2.0, seed=8), stats)[-1]
+    line = json.loads(d.to_json())
+    assert (line["dropped_samples"], line["overruns"], line["short_reads"], line["reopens"]) == (2048, 2, 3, 1)
+    assert line["time"].endswith("Z") and line["window_seconds"] == 1.0
