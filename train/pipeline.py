@@ -11,7 +11,7 @@ import platform
 import resource
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from edge.threshold import fit_gamma
 
 from . import metrics
 from .cache import FeatureCache, VectorSet
-from .datasets import TEST, TRAIN, VAL, Clip, read_dataset, summary
+from .datasets import TEST, TRAIN, VAL, read_dataset, summary
 from .fit import PCABaseline, Recipe, fit, observed_fpr, score_clips
 from .model import ModelConfig
 from .runs import Run, check_out, load_run, write_atomically, write_run
@@ -189,17 +189,8 @@ def _table_lines(result: dict[str, Any], *, markdown: bool) -> list[str]:
     return [fmt(head), *(fmt(r) for r in rows)]
 
 
-def recipe_from(epochs: int, lr: float, batch_size: int | None, seed: int,
-                threads: int | None) -> Recipe:
-    return Recipe(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, threads=threads)
-
-
 def hidden_sizes(text: str) -> tuple[int, ...]:
     sizes = tuple(int(v) for v in text.split(",") if v.strip())
     if not sizes or any(s < 1 for s in sizes):
         raise ValueError(f"--hidden {text!r}: expected positive sizes like 128,128")
     return sizes
-
-
-def clip_ids(clips: Sequence[Clip]) -> list[str]:
-    return sorted({c.id for c in clips})

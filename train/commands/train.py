@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.errors import EdgeAdError
 
     from train.model import ModelConfig
-    from train.pipeline import format_table, hidden_sizes, train_run  # noqa: F401
     from train.fit import Recipe
+    from train.pipeline import hidden_sizes, train_run
 
     try:
         hidden = hidden_sizes(args.hidden)
