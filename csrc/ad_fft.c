@@ -1,5 +1,6 @@
 /* ad_fft.c: 1024-point real FFT via a 512-point complex Stockham FFT (see ad_fft.h). */
 #include "ad_fft.h"
+#include "ad_hot.h"
 
 #include <math.h>
 
@@ -14,8 +15,8 @@
 void ad_rfft_init(ad_rfft *fft)
 {
     int off = 0;
-    /* radix-4 stages of lengths 512, 128, 32, 8; the last stage (length 2) is radix-2 */
-    for (int n = AD_FFT_HALF; n >= 4; n /= 4) {
+    /* radix-4 stages of lengths 512, 128, 32; the last stage (length 8) is radix-8 */
+    for (int n = AD_FFT_HALF; n >= 32; n /= 4) {
         for (int p = 0; p < n / 4; p++) {
             for (int r = 1; r <= 3; r++) {
                 double angle = -2.0 * AD_PI * (double)(r * p) / (double)n;
@@ -69,20 +70,23 @@ AD_INLINE void radix4_stage(const int n, const int s, const float *restrict xr,
     }
 }
 
-/* The first stage (n = 512, s = 1): the loop over p is the inner one; inputs and twiddles
- * are contiguous in p, outputs interleave by 4. */
-AD_INLINE void radix4_first(const float *restrict xr, const float *restrict xi,
-                            float *restrict yr, float *restrict yi, const ad_rfft *restrict fft)
+/* The first stage (n = 512, s = 1), reading z[n] = in[2n] + i in[2n+1] straight from the
+ * real input (no separate deinterleave pass): the loop over p is the inner one; inputs and
+ * twiddles are contiguous in p, outputs interleave by 4. */
+AD_INLINE void radix4_first(const float *restrict in, float *restrict yr, float *restrict yi,
+                            const ad_rfft *restrict fft)
 {
     enum { N1 = AD_FFT_HALF / 4 };
     const float *restrict w1r = fft->tw_re[0], *restrict w1i = fft->tw_im[0];
     const float *restrict w2r = fft->tw_re[1], *restrict w2i = fft->tw_im[1];
     const float *restrict w3r = fft->tw_re[2], *restrict w3i = fft->tw_im[2];
+    const float *restrict a = in, *restrict b = in + 2 * N1;
+    const float *restrict c = in + 4 * N1, *restrict d = in + 6 * N1;
     for (int p = 0; p < N1; p++) {
-        const float apcr = xr[p] + xr[p + 2 * N1], apci = xi[p] + xi[p + 2 * N1];
-        const float amcr = xr[p] - xr[p + 2 * N1], amci = xi[p] - xi[p + 2 * N1];
-        const float bpdr = xr[p + N1] + xr[p + 3 * N1], bpdi = xi[p + N1] + xi[p + 3 * N1];
-        const float bmdr = xr[p + N1] - xr[p + 3 * N1], bmdi = xi[p + N1] - xi[p + 3 * N1];
+        const float apcr = a[2 * p] + c[2 * p], apci = a[2 * p + 1] + c[2 * p + 1];
+        const float amcr = a[2 * p] - c[2 * p], amci = a[2 * p + 1] - c[2 * p + 1];
+        const float bpdr = b[2 * p] + d[2 * p], bpdi = b[2 * p + 1] + d[2 * p + 1];
+        const float bmdr = b[2 * p] - d[2 * p], bmdi = b[2 * p + 1] - d[2 * p + 1];
         const float t1r = amcr + bmdi, t1i = amci - bmdr;
         const float t2r = apcr - bpdr, t2i = apci - bpdi;
         const float t3r = amcr - bmdi, t3i = amci + bmdr;
@@ -97,33 +101,67 @@ AD_INLINE void radix4_first(const float *restrict xr, const float *restrict xi,
     }
 }
 
-void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, float *out_im,
-                     float *work)
+/* The last stage (n = 8, s = 64): an 8-point DFT per q, no twiddles,
+ *   y[q + 64 r] = sum_l x[q + 64 l] W8^(l r),  W8 = exp(-2 pi i / 8),
+ * as two radix-2 halves (l, l + 4) feeding two 4-point DFTs; one pass instead of a radix-4
+ * and a radix-2 pass. */
+AD_INLINE void radix8_last(const float *restrict xr, const float *restrict xi,
+                           float *restrict yr, float *restrict yi)
+{
+    enum { S = AD_FFT_HALF / 8 };
+    const float h = 0.70710678118654752440f; /* sqrt(1/2) */
+    for (int q = 0; q < S; q++) {
+        /* b_l = a_l + a_(l+4) feeds the even outputs, c_l W8^l = (a_l - a_(l+4)) W8^l the odd */
+        const float b0r = xr[q] + xr[q + 4 * S], b0i = xi[q] + xi[q + 4 * S];
+        const float b1r = xr[q + S] + xr[q + 5 * S], b1i = xi[q + S] + xi[q + 5 * S];
+        const float b2r = xr[q + 2 * S] + xr[q + 6 * S], b2i = xi[q + 2 * S] + xi[q + 6 * S];
+        const float b3r = xr[q + 3 * S] + xr[q + 7 * S], b3i = xi[q + 3 * S] + xi[q + 7 * S];
+        const float c0r = xr[q] - xr[q + 4 * S], c0i = xi[q] - xi[q + 4 * S];
+        const float e1r = xr[q + S] - xr[q + 5 * S], e1i = xi[q + S] - xi[q + 5 * S];
+        const float e2r = xr[q + 2 * S] - xr[q + 6 * S], e2i = xi[q + 2 * S] - xi[q + 6 * S];
+        const float e3r = xr[q + 3 * S] - xr[q + 7 * S], e3i = xi[q + 3 * S] - xi[q + 7 * S];
+        const float c1r = h * (e1r + e1i), c1i = h * (e1i - e1r);   /* e1 (1 - i) / sqrt 2 */
+        const float c2r = e2i, c2i = -e2r;                          /* e2 (-i) */
+        const float c3r = h * (e3i - e3r), c3i = -h * (e3r + e3i);  /* e3 (-1 - i) / sqrt 2 */
+        /* 4-point DFTs: m0 = s02 + s13, m1 = d02 - i d13, m2 = s02 - s13, m3 = d02 + i d13 */
+        const float s02r = b0r + b2r, s02i = b0i + b2i, s13r = b1r + b3r, s13i = b1i + b3i;
+        const float d02r = b0r - b2r, d02i = b0i - b2i, d13r = b1r - b3r, d13i = b1i - b3i;
+        yr[q] = s02r + s13r;
+        yi[q] = s02i + s13i;
+        yr[q + 2 * S] = d02r + d13i;
+        yi[q + 2 * S] = d02i - d13r;
+        yr[q + 4 * S] = s02r - s13r;
+        yi[q + 4 * S] = s02i - s13i;
+        yr[q + 6 * S] = d02r - d13i;
+        yi[q + 6 * S] = d02i + d13r;
+        const float u02r = c0r + c2r, u02i = c0i + c2i, u13r = c1r + c3r, u13i = c1i + c3i;
+        const float v02r = c0r - c2r, v02i = c0i - c2i, v13r = c1r - c3r, v13i = c1i - c3i;
+        yr[q + S] = u02r + u13r;
+        yi[q + S] = u02i + u13i;
+        yr[q + 3 * S] = v02r + v13i;
+        yi[q + 3 * S] = v02i - v13r;
+        yr[q + 5 * S] = u02r - u13r;
+        yi[q + 5 * S] = u02i - u13i;
+        yr[q + 7 * S] = v02r - v13i;
+        yi[q + 7 * S] = v02i + v13r;
+    }
+}
+
+AD_HOT void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, float *out_im,
+                            float *work)
 {
     enum { M = AD_FFT_HALF };
     float *restrict xr = work, *restrict xi = work + M;
     float *restrict yr = work + 2 * M, *restrict yi = work + 3 * M;
 
-    /* z[n] = in[2n] + i in[2n+1] */
-    for (int n = 0; n < M; n++) {
-        xr[n] = in[2 * n];
-        xi[n] = in[2 * n + 1];
-    }
-    radix4_first(xr, xi, yr, yi, fft);                /* n = 512, s = 1   */
+    radix4_first(in, yr, yi, fft);                    /* n = 512, s = 1   */
     radix4_stage(128, 4, yr, yi, xr, xi, fft, 128);   /* n = 128, s = 4   */
     radix4_stage(32, 16, xr, xi, yr, yi, fft, 160);   /* n = 32,  s = 16  */
-    radix4_stage(8, 64, yr, yi, xr, xi, fft, 168);    /* n = 8,   s = 64  */
-    for (int q = 0; q < M / 2; q++) {                 /* n = 2,   s = 256 */
-        const float ar = xr[q], ai = xi[q], br = xr[q + M / 2], bi = xi[q + M / 2];
-        yr[q] = ar + br;
-        yi[q] = ai + bi;
-        yr[q + M / 2] = ar - br;
-        yi[q + M / 2] = ai - bi;
-    }
+    radix8_last(yr, yi, xr, xi);                      /* n = 8,   s = 64  */
 
     /* Split Z = FFT(z) into the real spectrum: with E = (Z[k] + conj Z[M-k]) / 2 (even
      * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O. */
-    const float *restrict zr = yr, *restrict zi = yi;
+    const float *restrict zr = xr, *restrict zi = xi;
     const float *restrict pr = fft->post_re, *restrict pi = fft->post_im;
     out_re[0] = zr[0] + zi[0];
     out_im[0] = 0.0f;

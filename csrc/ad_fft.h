@@ -5,8 +5,8 @@
  * touching the other stages.
  *
  * Method: the 1024 real samples are read as 512 complex ones (even samples real, odd
- * imaginary), transformed by a 512-point complex Stockham FFT (four radix-4 stages and one
- * radix-2 stage, natural order in and out, no bit reversal), then split into the 513 bins
+ * imaginary), transformed by a 512-point complex Stockham FFT (three radix-4 stages and one
+ * radix-8 stage, natural order in and out, no bit reversal), then split into the 513 bins
  * of the real spectrum with one post-processing pass. Real and imaginary parts are kept in
  * separate arrays and every inner loop runs over contiguous elements with a constant
  * twiddle or a twiddle array, so a compiler vectorises it (SSE, NEON) without intrinsics.
@@ -28,8 +28,8 @@ extern "C" {
 #define AD_FFT_N 1024                   /* real input length, samples */
 #define AD_FFT_BINS (AD_FFT_N / 2 + 1)  /* one-sided spectrum, bins (513) */
 #define AD_FFT_HALF (AD_FFT_N / 2)      /* complex FFT length (512) */
-/* radix-4 twiddles per kind (w^p, w^2p, w^3p): 128 + 32 + 8 + 2 for stages 512, 128, 32, 8 */
-#define AD_FFT_TWIDDLES 170
+/* radix-4 twiddles per kind (w^p, w^2p, w^3p): 128 + 32 + 8 for stages 512, 128, 32 */
+#define AD_FFT_TWIDDLES 168
 #define AD_FFT_WORK (4 * AD_FFT_HALF)   /* work memory of ad_rfft_forward, floats */
 
 /* Precomputed tables; fill with ad_rfft_init, then read only (shareable across threads). */

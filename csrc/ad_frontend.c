@@ -81,13 +81,13 @@ void ad_frontend_reset(ad_frontend *st)
     ad_context_reset(&st->ring);
 }
 
-void ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out)
+size_t ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out)
 {
     ad_window_apply(st->window, frame, st->frame);
     ad_rfft_forward(&st->fft, st->frame, st->spec_re, st->spec_im, st->fft_work);
     ad_power_spectrum(st->spec_re, st->spec_im, st->power);
     ad_mel_apply(&st->mel, st->power, st->mel_energy);
-    ad_log10_floor(st->mel_energy, out, AD_N_MELS, st->log_floor);
+    return ad_log10_floor(st->mel_energy, out, AD_N_MELS, st->log_floor);
 }
 
 /* ---- streaming ------------------------------------------------------------------------ */
@@ -173,7 +173,7 @@ size_t ad_clip_n_frames(const ad_frontend *st, size_t n_samples)
 
 ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_samples,
                                       float *frames, size_t frames_capacity,
-                                      size_t *n_frames)
+                                      size_t *n_frames, size_t *n_nonfinite)
 {
     if (!st || (!x && n_samples > 0) || !frames || !n_frames)
         return AD_ERR_NULL;
@@ -184,12 +184,13 @@ ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_
         return AD_ERR_CAPACITY;
     const size_t pad = AD_N_FFT - n_samples % AD_N_FFT, front = pad / 2;
     const size_t hop = (size_t)st->hop_samples;
+    size_t bad_frames = 0;
     for (size_t t = 0; t < total; t++) {
         /* frame t covers padded samples [t hop, t hop + AD_N_FFT), i.e. x[t hop - front ..] */
         const size_t start = t * hop;
         float *out = frames + t * AD_N_MELS;
         if (start >= front && start - front + AD_N_FFT <= n_samples) {
-            ad_frontend_frame_f32(st, x + (start - front), out);
+            bad_frames += ad_frontend_frame_f32(st, x + (start - front), out) > 0;
         } else {
             /* an edge frame: assembled with the padding's zeros in st->edge_frame (not
              * st->samples, which belongs to the stream the clip path leaves alone) */
@@ -198,9 +199,11 @@ ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_
                 const size_t p = start + i; /* padded index */
                 edge[i] = (p >= front && p - front < n_samples) ? x[p - front] : 0.0f;
             }
-            ad_frontend_frame_f32(st, edge, out);
+            bad_frames += ad_frontend_frame_f32(st, edge, out) > 0;
         }
     }
     *n_frames = total;
+    if (n_nonfinite)
+        *n_nonfinite = bad_frames;
     return AD_OK;
 }

@@ -6,6 +6,7 @@
  * the loop vectorises. Clamping first keeps every input a positive normal number (or +inf,
  * which gives ~38.5): no float-to-int conversion of an out-of-range value happens. */
 #include "edge_ad.h"
+#include "ad_hot.h"
 
 #include <string.h>
 
@@ -13,10 +14,13 @@
 #define AD_LOG10_E 0.43429448190325182765f
 #define AD_SQRT_HALF 0.70710678118654752440f
 
-void ad_log10_floor(const float *restrict in, float *restrict out, size_t n, float floor)
+AD_HOT size_t ad_log10_floor(const float *restrict in, float *restrict out, size_t n,
+                            float floor)
 {
+    size_t n_nonfinite = 0;
     for (size_t i = 0; i < n; i++) {
         const float a = in[i];
+        n_nonfinite += !(a - a == 0.0f);          /* NaN or inf: what the floor would hide */
         const float v = a > floor ? a : floor;   /* NaN compares false: floor */
         uint32_t bits;
         memcpy(&bits, &v, sizeof bits);
@@ -43,4 +47,5 @@ void ad_log10_floor(const float *restrict in, float *restrict out, size_t n, flo
         const float ln_m = x + y;                 /* ln(m), m in [sqrt(1/2), sqrt(2)) */
         out[i] = ln_m * AD_LOG10_E + (float)e * AD_LOG10_2;
     }
+    return n_nonfinite;
 }

@@ -22,7 +22,10 @@ HEADERS = sorted(str(_REL / p.name) for p in HERE.glob("*.h"))
 # reorder the mel sums and drop NaN handling, and parity is pinned to 1e-3);
 # -ffp-contract=off: no fused multiply-add on ARM either, so a board computes the same
 # features as the x86 machine that trained the model (tests/test_frontend_c.py checks).
-COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-ffp-contract=off"]
+# -fno-wrapv: Python's own CFLAGS carry -fwrapv, which stops GCC from vectorising the
+# sparse mel loop (2x slower); this code never relies on signed overflow wrapping.
+COMPILE_ARGS = [] if sys.platform == "win32" else [
+    "-O3", "-fno-wrapv", "-fno-math-errno", "-ffp-contract=off"]
 
 ffi = FFI()
 ffi.cdef((HERE / "frontend_cdef.h").read_text())

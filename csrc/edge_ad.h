@@ -144,16 +144,19 @@ ad_status ad_frontend_push_f32(ad_frontend *st, const float *samples, size_t n_s
 size_t ad_clip_n_frames(const ad_frontend *st, size_t n_samples);
 
 /* Log-mel frames of a whole clip with the seed's padding.
- *   x:           n_samples floats
- *   frames:      frames_capacity * AD_N_MELS floats, row-major (n_frames, AD_N_MELS)
- *   n_frames:    frames written (ad_clip_n_frames)
+ *   x:            n_samples floats
+ *   frames:       frames_capacity * AD_N_MELS floats, row-major (n_frames, AD_N_MELS)
+ *   n_frames:     frames written (ad_clip_n_frames)
+ *   n_nonfinite:  (may be NULL) frames whose mel energies were NaN or inf: non-finite
+ *                 samples, or finite ones so large the power overflows; 0 for audio
  * AD_ERR_CAPACITY (nothing written) if frames_capacity < ad_clip_n_frames. */
 ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_samples,
                                       float *frames, size_t frames_capacity,
-                                      size_t *n_frames);
+                                      size_t *n_frames, size_t *n_nonfinite);
 
-/* Log-mel frame of AD_N_FFT samples as given (no padding): out gets AD_N_MELS floats. */
-void ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out);
+/* Log-mel frame of AD_N_FFT samples as given (no padding): out gets AD_N_MELS floats.
+ * Returns the number of mel energies that were NaN or inf (0 for audio). */
+size_t ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out);
 
 /* ---- the stages (one file each); exposed for tests and other drivers --------------- */
 
@@ -172,8 +175,9 @@ void ad_mel_apply(const ad_mel_table *mel, const float *power, float *out);
 
 /* ad_log.c: out[i] = log10(max(in[i], floor)), i < n; floor >= FLT_MIN and finite.
  * A polynomial log (max abs error ~1e-7 in log10 units, tested), vectorisable;
- * NaN inputs give log10(floor). */
-void ad_log10_floor(const float *in, float *out, size_t n, float floor);
+ * NaN inputs give log10(floor), +inf about 38.5. Returns how many inputs were NaN or inf
+ * (the floor hides them; callers use it to refuse non-finite audio for free). */
+size_t ad_log10_floor(const float *in, float *out, size_t n, float floor);
 
 /* ad_context.c: ring of the last AD_CONTEXT frames. */
 void ad_context_reset(ad_context_ring *ring);

@@ -48,11 +48,11 @@ ad_status ad_frontend_push_f32(ad_frontend *st, const float *samples, size_t n_s
 size_t ad_clip_n_frames(const ad_frontend *st, size_t n_samples);
 ad_status ad_frontend_clip_frames_f32(ad_frontend *st, const float *x, size_t n_samples,
                                       float *frames, size_t frames_capacity,
-                                      size_t *n_frames);
-void ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out);
+                                      size_t *n_frames, size_t *n_nonfinite);
+size_t ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out);
 size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
                           size_t out_capacity);
-void ad_log10_floor(const float *in, float *out, size_t n, float floor);
+size_t ad_log10_floor(const float *in, float *out, size_t n, float floor);
 const char *ad_status_message(ad_status status);
 
 void ad_rfft_init(ad_rfft *fft);

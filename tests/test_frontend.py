@@ -263,6 +263,12 @@ def test_non_finite_samples_raise_audio_error_and_leave_the_stream_alone() -> No
                           features.Frontend().push(STREAM))
 
 
+def test_samples_that_overflow_the_power_spectrum_raise_audio_error() -> None:
+    x = np.full(5000, 3e20, np.float32)  # finite, but |X|^2 exceeds float32
+    with pytest.raises(AudioError, match="overflow the power spectrum"):
+        features.logmel_frames(x)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((10, 2), np.float32), np.zeros(10, np.int32),
                                  np.array(["a", "b"])])
 def test_push_refuses_wrong_shape_or_dtype(bad: np.ndarray) -> None:

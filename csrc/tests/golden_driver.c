@@ -151,11 +151,14 @@ int main(int argc, char **argv)
     const size_t n_frames = ad_clip_n_frames(st, n);
     float *frames = malloc(n_frames * AD_N_MELS * sizeof(float));
     size_t got_frames = 0;
-    CHECK(ad_frontend_clip_frames_f32(st, x, n, frames, n_frames - 1, &got_frames) ==
+    CHECK(ad_frontend_clip_frames_f32(st, x, n, frames, n_frames - 1, &got_frames,
+                                      NULL) ==
               AD_ERR_CAPACITY, "clip into a buffer one frame short was not refused");
-    s = ad_frontend_clip_frames_f32(st, x, n, frames, n_frames, &got_frames);
+    size_t bad_frames = 1;
+    s = ad_frontend_clip_frames_f32(st, x, n, frames, n_frames, &got_frames, &bad_frames);
     CHECK(s == AD_OK && got_frames == n_frames, "clip status %d, %zu of %zu frames", s,
           got_frames, n_frames);
+    CHECK(bad_frames == 0, "%zu frames of finite audio reported non-finite", bad_frames);
     const size_t n_vectors = n_frames >= AD_CONTEXT ? n_frames - AD_CONTEXT + 1 : 0;
     float *vectors = malloc((n_vectors + 1) * AD_VECTOR_SIZE * sizeof(float));
     CHECK(ad_context_vectors(frames, n_frames, vectors, n_vectors + 1) == n_vectors,

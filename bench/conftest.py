@@ -1,0 +1,66 @@
+"""pytest-benchmark set-up for bench/: collect ``bench_*.py``, one thread everywhere, and a
+closing table of ratios between peers measured in the same run (``make bench``)."""
+from __future__ import annotations
+
+import os
+
+# Single-threaded peers: set before numpy / BLAS / OpenMP are first imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# name -> median seconds, filled by the ``record`` fixture
+RESULTS: dict[str, float] = {}
+# (numerator, denominator, goal): "how many times faster the C path is"
+RATIOS: list[tuple[str, str, float]] = []
+# (name, goal in seconds): absolute budgets (the per-hop streaming cost)
+BUDGETS: list[tuple[str, float]] = []
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the environment variables above still apply
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.fixture()
+def record(benchmark):
+    """Call ``record(name)`` after ``benchmark(...)`` to keep its median for the ratios."""
+    def _record(name: str) -> None:
+        if benchmark.stats is not None:
+            RESULTS[name] = benchmark.stats.stats.median
+    return _record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("edge-ad feature benchmark (medians, one thread, one run)")
+    for name, seconds in RESULTS.items():
+        tr.write_line(f"{name:<34} {seconds * 1e6:>10.2f} us")
+    for slow, fast, goal in RATIOS:
+        if slow in RESULTS and fast in RESULTS:
+            ratio = RESULTS[slow] / RESULTS[fast]
+            verdict = "meets" if ratio >= goal else "misses"
+            tr.write_line(f"{slow} / {fast} = {ratio:.1f}x  ({verdict} the goal {goal:g}x)")
+    for name, budget in BUDGETS:
+        if name in RESULTS:
+            verdict = "meets" if RESULTS[name] <= budget else "misses"
+            tr.write_line(f"{name} = {RESULTS[name] * 1e6:.2f} us  "
+                          f"({verdict} the goal <= {budget * 1e6:g} us)")
