@@ -17,11 +17,11 @@ def _formats(text: str) -> list[str]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="quantise to int8 TFLite/ONNX and write a verified bundle",
-        description="Fold BatchNorm, convert the run's autoencoder to TFLite and ONNX (float and "
-                    "full int8, calibrated on training vectors), score every clip through the "
-                    "edge runtimes, refit a cutoff per model file and write BUNDLE atomically. "
-                    "If int8 loses more accuracy than allowed against float on any ID, nothing "
-                    "is written and the exit code is 3.",
+        description="Fold BatchNorm, convert the run's autoencoder to TFLite and ONNX (float and\n"
+                    "full int8, calibrated on training vectors), score every clip through the\n"
+                    "edge runtimes, refit a cutoff per model file and write BUNDLE atomically.\n"
+                    "If int8 loses more accuracy than allowed against float on any ID (val or\n"
+                    "test clips), nothing is written and the exit code is 3.",
         epilog="example: edge-ad export run/ --out bundle/ --formats tflite --json\n"
                "exit codes: 0 written, 2 bad input, 3 int8 gate failed (no bundle written)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
