@@ -67,6 +67,25 @@ def quiet_normal_clips(run: Any, n: int) -> list[Any]:
     return sorted(normal, key=lambda c: run_score(run, c))[:n]
 
 
+def normal_audio(run: Any, seconds: float, *, quiet: bool = True, skip: int = 0) -> np.ndarray:
+    """``seconds`` of normal sound of one machine (the run's first ID), ``(n,) int16``: its
+    normal clips one after another (again from the first when they run out), the half the
+    model finds most normal when ``quiet`` (so a window of it stays below the cutoff), all
+    of them otherwise (normal operation with its natural spread, for calibration)."""
+    first = sorted({c.id for c in run.clips})[0]
+    clips = sorted((c for c in run.clips if c.label == "normal" and c.id == first),
+                   key=lambda c: run_score(run, c))
+    if quiet:
+        clips = clips[:max(2, len(clips) // 2)]
+    parts, total, i = [], 0, skip
+    while total < seconds * SR:
+        x = read_int16(clips[i % len(clips)].path)
+        parts.append(x)
+        total += len(x)
+        i += 1
+    return np.concatenate(parts)[:int(round(seconds * SR))]
+
+
 def read_int16(path: Path) -> np.ndarray:
     from edge.audio import load
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from runtime_support import (ALSA_CONF, SR, bundle_dir, edge_ad, edge_env, lines,
-                             load_trained_run, make_anomalous, quiet_normal_clips, read_int16)
+                             load_trained_run, make_anomalous, normal_audio)
 
 if os.environ.get("CI") != "true":
     pytest.importorskip("alsaaudio")
@@ -26,11 +26,9 @@ if os.environ.get("CI") != "true":
 def test_alarm_rises_within_one_window_of_an_anomaly_and_falls_after_it(
         bundle, trained_run, tmp_path, device):
     run = load_trained_run(trained_run)
-    quiet = [read_int16(c.path) for c in quiet_normal_clips(run, 4)]
-    before = np.concatenate(quiet[:2])                                  # 0..20 s
-    fault = np.concatenate([make_anomalous(quiet[2], seed=1),
-                            make_anomalous(quiet[3], seed=2)])          # 20..40 s
-    after = np.concatenate(quiet[:3])                                   # 40..70 s
+    before = normal_audio(run, 20.0)                                    # 0..20 s
+    fault = make_anomalous(normal_audio(run, 20.0, skip=2), seed=1)     # 20..40 s
+    after = normal_audio(run, 30.0, skip=1)                             # 40..70 s
     audio = np.concatenate([before, fault, after])
     raw = tmp_path / "card1.raw"
     audio.astype("<i2").tofile(raw)

@@ -13,8 +13,8 @@ from edge import backends, reference
 from edge.bundle import load_bundle
 from edge.scoring import clip_score
 from edge.stream import window_vectors
-from runtime_support import (ALSA_CONF, SR, bundle_dir, copy_bundle, edge_ad, edge_env,
-                             load_trained_run, read_int16)
+from runtime_support import (ALSA_CONF, SR, copy_bundle, edge_ad, edge_env, load_trained_run,
+                             normal_audio)
 
 scipy_stats = pytest.importorskip("scipy.stats")
 if os.environ.get("CI") != "true":
@@ -34,9 +34,9 @@ def _expected_scores(audio: np.ndarray, model_path, n_window: int) -> np.ndarray
 def test_calibrate_refits_every_cutoff_like_scipy_and_keeps_the_previous_files(
         bundle, trained_run, tmp_path):
     run = load_trained_run(trained_run)
-    normal = [c for c in run.clips if c.label == "normal"][:8]
-    # The site is quieter than the training plant (another microphone gain).
-    audio = (np.concatenate([read_int16(c.path) for c in normal]) * 0.5).astype(np.int16)
+    # 80 s of one machine's normal operation; the site is quieter than the training plant
+    # (another microphone gain), so the cutoff moves.
+    audio = (normal_audio(run, 80.0, quiet=False) * 0.5).astype(np.int16)
     raw = tmp_path / "site.raw"
     audio.astype("<i2").tofile(raw)
     target = copy_bundle(bundle, tmp_path / "bundle")
@@ -85,8 +85,7 @@ def test_calibrate_dry_run_and_too_short_a_recording_leave_the_bundle_alone(bund
     from runtime_support import write_wav
 
     run = load_trained_run(trained_run)
-    wav = write_wav(tmp_path / "n.wav", np.concatenate([read_int16(c.path) for c in
-                                                        [c for c in run.clips if c.label == "normal"][:7]]))
+    wav = write_wav(tmp_path / "n.wav", normal_audio(run, 70.0, quiet=False))
     target = copy_bundle(bundle, tmp_path / "bundle")
     snapshot = {p.name: p.read_bytes() for p in target.iterdir()}
     r = edge_ad("calibrate", "--device", str(wav), "--fast", "--model", str(target), "--minutes", "1.1",

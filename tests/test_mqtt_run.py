@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from runtime_support import (bundle_dir, edge_ad, lines, load_trained_run, make_anomalous,
-                             quiet_normal_clips, read_int16, write_wav)
+                             normal_audio, write_wav)
 from test_mqtt_alerts import Broker, Subscriber, free_port, needs_broker, wait_for
 
 
@@ -15,10 +15,10 @@ from test_mqtt_alerts import Broker, Subscriber, free_port, needs_broker, wait_f
 def wavs(trained_run, tmp_path_factory):
     run = load_trained_run(trained_run)
     tmp = tmp_path_factory.mktemp("mqtt-audio")
-    quiet = [read_int16(c.path) for c in quiet_normal_clips(run, 3)]
-    fault = make_anomalous(quiet[2], seed=3)
-    return {"mixed": write_wav(tmp / "mixed.wav", np.concatenate([quiet[0], fault, fault, quiet[1], quiet[0]])),
-            "normal": write_wav(tmp / "normal.wav", np.concatenate(quiet[:2]))}
+    normal = normal_audio(run, 20.0)
+    fault = make_anomalous(normal_audio(run, 20.0, skip=2), seed=3)
+    return {"mixed": write_wav(tmp / "mixed.wav", np.concatenate([normal[:10 * 16000], fault, normal])),
+            "normal": write_wav(tmp / "normal.wav", normal)}
 
 
 def _run(bundle, wav, port, spool, *extra):

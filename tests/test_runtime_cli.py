@@ -17,7 +17,7 @@ import torch
 from edge.errors import EXIT_BUNDLE_INVALID, EXIT_DEVICE
 from edge.scoring import clip_score
 from runtime_support import (ALSA_CONF, bundle_dir, copy_bundle, edge_ad, edge_env, lines,
-                             load_trained_run, make_anomalous, quiet_normal_clips, read_int16,
+                             load_trained_run, make_anomalous, normal_audio, quiet_normal_clips,
                              run_score, write_wav)
 
 FIELDS = {"time", "monotonic", "stream_seconds", "score", "cutoff", "anomaly", "alarm",
@@ -29,8 +29,8 @@ def plant(trained_run, tmp_path_factory):
     """normal (20 s of the quietest normal clips) + anomalous (10 s) as WAVs and arrays."""
     run = load_trained_run(trained_run)
     tmp = tmp_path_factory.mktemp("plant")
-    normal = np.concatenate([read_int16(c.path) for c in quiet_normal_clips(run, 2)])
-    anomalous = make_anomalous(read_int16(quiet_normal_clips(run, 3)[2].path))
+    normal = normal_audio(run, 20.0)
+    anomalous = make_anomalous(normal_audio(run, 10.0, skip=3))
     return {"run": run, "normal": normal, "anomalous": anomalous,
             "normal_wav": write_wav(tmp / "normal.wav", normal),
             "mixed_wav": write_wav(tmp / "mixed.wav", np.concatenate([normal, anomalous, normal]))}

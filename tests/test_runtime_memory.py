@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime_support import bundle_dir, edge_env, load_trained_run, quiet_normal_clips, read_int16, write_wav
+from runtime_support import bundle_dir, edge_env, load_trained_run, normal_audio, write_wav
 
 
 def rss_kib(pid: int) -> int | None:
@@ -27,8 +27,7 @@ def rss_kib(pid: int) -> int | None:
 @pytest.mark.slow
 def test_resident_size_does_not_grow_over_an_hour_of_audio(bundle, trained_run, tmp_path):
     run = load_trained_run(trained_run)
-    wav = write_wav(tmp_path / "loop.wav", np.concatenate(
-        [read_int16(c.path) for c in quiet_normal_clips(run, 2)]))
+    wav = write_wav(tmp_path / "loop.wav", normal_audio(run, 20.0))
     out = tmp_path / "d.jsonl"
     hour = 3600
     proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--device", str(wav), "--fast",
