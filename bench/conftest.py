@@ -13,8 +13,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-# name -> median seconds, filled by the ``record`` fixture
-RESULTS: dict[str, float] = {}
+# name -> (min, median) seconds, filled by the ``record`` fixture. Ratios use the minimum:
+# on a shared machine it is the round least disturbed by other load, for every peer alike.
+RESULTS: dict[str, tuple[float, float]] = {}
 # (numerator, denominator, goal): "how many times faster the C path is"
 RATIOS: list[tuple[str, str, float]] = []
 # (name, goal in seconds): absolute budgets (the per-hop streaming cost)
@@ -43,7 +44,7 @@ def record(benchmark):
     """Call ``record(name)`` after ``benchmark(...)`` to keep its median for the ratios."""
     def _record(name: str) -> None:
         if benchmark.stats is not None:
-            RESULTS[name] = benchmark.stats.stats.median
+            RESULTS[name] = (benchmark.stats.stats.min, benchmark.stats.stats.median)
     return _record
 
 
@@ -51,16 +52,20 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if not RESULTS:
         return
     tr = terminalreporter
-    tr.section("edge-ad feature benchmark (medians, one thread, one run)")
-    for name, seconds in RESULTS.items():
-        tr.write_line(f"{name:<34} {seconds * 1e6:>10.2f} us")
+    tr.section("edge-ad feature benchmark (one thread, one run)")
+    tr.write_line(f"{'':<34} {'min':>10}    {'median':>10}")
+    for name, (low, median) in RESULTS.items():
+        tr.write_line(f"{name:<34} {low * 1e6:>10.2f} us {median * 1e6:>10.2f} us")
     for slow, fast, goal in RATIOS:
         if slow in RESULTS and fast in RESULTS:
-            ratio = RESULTS[slow] / RESULTS[fast]
+            ratio = RESULTS[slow][0] / RESULTS[fast][0]
+            ratio_median = RESULTS[slow][1] / RESULTS[fast][1]
             verdict = "meets" if ratio >= goal else "misses"
-            tr.write_line(f"{slow} / {fast} = {ratio:.1f}x  ({verdict} the goal {goal:g}x)")
+            tr.write_line(f"{slow} / {fast} = {ratio:.1f}x by min, {ratio_median:.1f}x by median "
+                          f"({verdict} the goal {goal:g}x)")
     for name, budget in BUDGETS:
         if name in RESULTS:
-            verdict = "meets" if RESULTS[name] <= budget else "misses"
-            tr.write_line(f"{name} = {RESULTS[name] * 1e6:.2f} us  "
-                          f"({verdict} the goal <= {budget * 1e6:g} us)")
+            low = RESULTS[name][0]
+            verdict = "meets" if low <= budget else "misses"
+            tr.write_line(f"{name} = {low * 1e6:.2f} us min, {RESULTS[name][1] * 1e6:.2f} us "
+                          f"median ({verdict} the goal <= {budget * 1e6:g} us)")

@@ -160,18 +160,26 @@ AD_HOT void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, 
     radix8_last(yr, yi, xr, xi);                      /* n = 8,   s = 64  */
 
     /* Split Z = FFT(z) into the real spectrum: with E = (Z[k] + conj Z[M-k]) / 2 (even
-     * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O. */
+     * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O.
+     * Bins k and M-k share their inputs: with A = E(k) and B = W^k O(k),
+     * X[k] = A + B and X[M-k] = conj(A - B), so one pass over k < M/2 gives both. */
     const float *restrict zr = xr, *restrict zi = xi;
     const float *restrict pr = fft->post_re, *restrict pi = fft->post_im;
     out_re[0] = zr[0] + zi[0];
     out_im[0] = 0.0f;
     out_re[M] = zr[0] - zi[0];
     out_im[M] = 0.0f;
-    for (int k = 1; k < M; k++) {
+    out_re[M / 2] = zr[M / 2];      /* k = M/2 pairs with itself: X = conj Z[M/2] */
+    out_im[M / 2] = -zi[M / 2];
+    for (int k = 1; k < M / 2; k++) {
         const float cr = zr[M - k], ci = -zi[M - k];
         const float e_r = zr[k] + cr, e_i = zi[k] + ci;   /* 2E */
         const float o_r = zi[k] - ci, o_i = cr - zr[k];   /* 2O */
-        out_re[k] = 0.5f * e_r + pr[k] * o_r - pi[k] * o_i;
-        out_im[k] = 0.5f * e_i + pr[k] * o_i + pi[k] * o_r;
+        const float a_r = 0.5f * e_r, a_i = 0.5f * e_i;
+        const float b_r = pr[k] * o_r - pi[k] * o_i, b_i = pr[k] * o_i + pi[k] * o_r;
+        out_re[k] = a_r + b_r;
+        out_im[k] = a_i + b_i;
+        out_re[M - k] = a_r - b_r;
+        out_im[M - k] = b_i - a_i;
     }
 }
