@@ -15,6 +15,7 @@ SYSTEM_PACKAGES=(
   libsndfile1                 # soundfile's libsndfile (the wheel bundles one too)
   libasound2-dev alsa-utils   # pyalsaaudio builds against ALSA; arecord/aplay for tests
   mosquitto                   # a real MQTT broker for the alert tests
+  openssl                     # test CA and certificates for the MQTT TLS test
   clang libclang-rt-14-dev    # AddressSanitizer/UBSan and libFuzzer for the C kernel
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross     # Pi 4/5 (Cortex-A72/A76)
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross   # Pi 2/3 32-bit (Cortex-A7, NEON)

@@ -4,6 +4,7 @@ Every wait is bounded; brokers and clients are stopped in ``finally`` blocks.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -41,13 +42,16 @@ def wait_for(cond, timeout: float, what: str) -> None:
 
 
 class Broker:
-    """mosquitto on 127.0.0.1:port, anonymous, no persistence; start/stop at will."""
+    """mosquitto on 127.0.0.1:port, no persistence; start/stop at will. Anonymous unless
+    ``extra`` configures TLS and a password file."""
 
-    def __init__(self, tmp: Path, port: int) -> None:
+    def __init__(self, tmp: Path, port: int, extra: str = "allow_anonymous true\n") -> None:
         assert MOSQUITTO, "mosquitto is required"
         self.port = port
         self.conf = tmp / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        # "user" = whoever runs the test: as root, mosquitto would otherwise switch to the
+        # mosquitto user and lose access to the test's private key files.
+        self.conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n{extra}"
                              "persistence false\nlog_dest stderr\n")
         self.proc: subprocess.Popen | None = None
 
@@ -77,13 +81,18 @@ class Broker:
 class Subscriber:
     """A paho client that (re)subscribes to ``topic/#`` on every connect and records payloads."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, *, tls: dict | None = None,
+                 login: tuple[str, str] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict]] = []
         self.connected = threading.Event()
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}")
+        if tls:
+            c.tls_set(**tls)
+        if login:
+            c.username_pw_set(*login)
         c.reconnect_delay_set(min_delay=0.05, max_delay=0.2)
 
         def on_connect(client, userdata, flags, reason, properties):
@@ -260,3 +269,65 @@ def test_mqtt_urls_parse_and_bad_ones_are_refused():
     for bad in ("http://x", "mqtt://", "mqtt://h:99999"):
         with pytest.raises(EdgeAdError):
             parse_mqtt_url(bad)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_pki(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (EC P-256)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=edge-ad test CA", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "edge-ad-fan1")):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
+
+
+@needs_broker
+def test_tls_with_client_certificate_and_password_delivers_and_a_wrong_password_spools(tmp_path):
+    from edge.alerts import read_password
+
+    if shutil.which("openssl") is None and os.environ.get("CI") != "true":
+        pytest.skip("openssl not installed (scripts/setup.sh installs it)")
+    _make_pki(tmp_path)
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "fan1", "s3cret"], check=True,
+                   capture_output=True, timeout=30)
+    os.chmod(passwd, 0o600)
+    port = free_port()
+    broker = Broker(tmp_path, port, extra=(
+        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+        f"keyfile {tmp_path / 'server.key'}\nrequire_certificate true\n"
+        f"allow_anonymous false\npassword_file {passwd}\n"))
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    tls = {"ca_certs": str(tmp_path / "ca.pem"), "certfile": str(tmp_path / "client.pem"),
+           "keyfile": str(tmp_path / "client.key")}
+    broker.start()
+    sub = good = bad = None
+    try:
+        sub = Subscriber(port, "secure", tls=tls, login=("fan1", "s3cret"))
+        assert sub.connected.wait(10)
+        opts = dict(topic="secure", username="fan1", tls_ca=tls["ca_certs"],
+                    tls_cert=tls["certfile"], tls_key=tls["keyfile"])
+        good = MqttSender(f"mqtts://127.0.0.1:{port}", spool=Spool(tmp_path / "s1"),
+                          password=read_password(str(tmp_path / "pw")), **opts)
+        _put(good, 1)
+        wait_for(lambda: len(sub.events()) == 1, 10, "the event over TLS")
+        assert sub.events()[0]["i"] == 1
+        bad = MqttSender(f"mqtts://127.0.0.1:{port}", spool=Spool(tmp_path / "s2"),
+                         password=read_password(str(tmp_path / "bad")), client_id="bad", **opts)
+        _put(bad, 2)
+        time.sleep(1.5)
+        assert len(bad.spool) == 1 and len(sub.events()) == 1  # refused, kept for later
+    finally:
+        for sender in (good, bad):
+            if sender is not None:
+                sender.close(timeout=0.2)
+        if sub is not None:
+            sub.close()
+        broker.stop()

@@ -65,7 +65,6 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--spool", metavar="DIR", default="/var/spool/edge-ad",
                    help="events wait here while the broker is away (default /var/spool/edge-ad)")
     g.add_argument("--spool-max-events", type=int, default=10000, help="spool bound (default 10000)")
-    p.set_defaults(func=run)
 
 
 def open_bundle(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
