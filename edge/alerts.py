@@ -144,7 +144,10 @@ class MqttSender:
                     self._wake.wait(0.5)
                 if self._closing:
                     return
-            seq = self.spool.pending()[0]
+            pending = self.spool.pending()
+            if not pending:  # the bound dropped it meanwhile
+                continue
+            seq = pending[0]
             data = self.spool.read(seq)
             if data is None:  # dropped by the bound meanwhile
                 continue
