@@ -74,7 +74,8 @@ class Source(Protocol):
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1) to int16 (scale 32768, clipped), as a 16-bit ADC would."""
+    """``(n,)`` float samples in [-1, 1) to ``(n,) int16`` (scale 32768, rounded, clipped),
+    as a 16-bit ADC would give them."""
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 

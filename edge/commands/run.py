@@ -154,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
             sender.close(timeout=2.0)
         if out is not sys.stdout:
             out.close()
+    if n_decisions == 0:
+        log.warning("no decision: %.1f s of audio arrived; a %.3g s window needs about %.2f s",
+                    detector.stream_seconds, window_s,
+                    (bundle.spec.n_fft + (detector.n_window + bundle.spec.context_frames - 2)
+                     * bundle.spec.hop_length) / bundle.spec.sample_rate)
     why = f"on {stopping[0]}" if stopping else "at the end of the source"
     log.info("stopped %s after %.1f s of audio, %d decisions, %s", why, detector.stream_seconds,
              n_decisions, source.stats.to_dict())
