@@ -19,8 +19,8 @@
  *     out_capacity of them; it stops before the samples whose frame would need another
  *     row, and reports how many samples it consumed and how many vectors it wrote.
  *     ad_frontend_vectors_for() says beforehand how many rows a push will need.
- *   - after a successful init, push cannot fail: it only returns AD_ERR_NULL for NULL
- *     pointers. Non-finite float samples are not rejected here (the Python layer does);
+ *   - after a successful init, push cannot fail: it only refuses NULL pointers
+ *     (AD_ERR_NULL) and a state whose init failed (AD_ERR_STATE). Non-finite float samples are not rejected here (the Python layer does);
  *     every output value is still finite (NaN energies give log10(floor), infinite ones
  *     about 38.5) and no undefined behaviour occurs (fuzzed under ASan/UBSan).
  *

@@ -144,7 +144,6 @@ def test_kernel_under_address_and_undefined_sanitizers_runs_clean(tmp_path: Path
         _check_against_reference(name, out)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["aarch64", "armhf"])
 def test_cross_compiled_kernel_under_qemu_matches_x86(kind: str, tmp_path: Path,
                                                       native_outputs: dict) -> None:
