@@ -3,7 +3,8 @@
 # bookworm arm64 root (the base of Raspberry Pi OS 12) holding CPython 3.11 and its headers,
 # and a site directory of the aarch64 wheels the edge runtime needs, at exactly the versions
 # the x86 environment has. The test runs that Python under qemu-user with the cross-built C
-# kernel; no binfmt registration and no chroot are needed (qemu-aarch64 -L ROOT).
+# kernel; no binfmt registration, no chroot and no root privileges are needed (qemu-aarch64
+# -L with a board view of ROOT: scripts/arm64/make-board.sh).
 #
 #   EDGE_AD_VENV          the main (x86) environment; its pip fetches the wheels and its
 #                         installed versions are the pins (default: .venv)
@@ -32,13 +33,13 @@ for v in 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36; do
   PLATFORMS+=(--platform "manylinux_2_${v}_aarch64")
 done
 
+export PATH=$PATH:/usr/sbin:/sbin   # debootstrap lives in /usr/sbin
 for tool in debootstrap dpkg-deb qemu-aarch64 aarch64-linux-gnu-gcc; do
-  command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null || {
+  command -v "$tool" >/dev/null || {
     echo "setup-arm64: $tool not found (scripts/setup.sh installs it with the system packages)" >&2
     exit 1
   }
 done
-export PATH=$PATH:/usr/sbin:/sbin
 [ -x "$PY" ] || { echo "setup-arm64: no Python environment at $VENV (run scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE"
 
