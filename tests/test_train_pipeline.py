@@ -114,7 +114,7 @@ def test_train_cli_recipe_options_and_lr_schedule(tiny_plant, feature_cache_dir,
     out = tmp_path / "run"
     rc = main(["-q", "train", str(tiny_plant), "--out", str(out), "--epochs", "6", "--lr", "0.02",
                "--hidden", "64", "--bottleneck", "4", "--batch-size", "512", "--cache",
-               str(feature_cache_dir), "--jobs", "1", "--threads", "1"])
+               str(feature_cache_dir), "--jobs", "1", "--threads", "1", "--free-loc", "--p", "0.2"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "cutoff" in printed and "observed FPR train" in printed
@@ -123,6 +123,7 @@ def test_train_cli_recipe_options_and_lr_schedule(tiny_plant, feature_cache_dir,
     lrs = [row["lr"] for row in run.info["history"]]
     assert lrs == pytest.approx([0.02] * 5 + [0.014])
     assert run.info["recipe"]["batch_size"] == 512
+    assert run.threshold.fit == "gamma-mle-free-loc" and run.threshold.p == 0.2
 
 
 def test_non_empty_run_is_refused_without_force_and_replaced_with_it(
