@@ -230,14 +230,15 @@ def test_arm64_int8_outputs_are_bit_identical_to_x86_on_the_same_vectors(board, 
         pairs = {"x86 vectors": (x86[f"recon_{k}"], arm[f"ref_recon_{k}"]),
                  "arm64 vectors": (backend.run(arm[f"features_{k}"]), arm[f"recon_{k}"])}
         for inputs, (on_x86, on_arm) in pairs.items():
-            a, b8 = _int8(on_x86, scale, zero), _int8(on_arm, scale, zero)
-            differ = int(np.count_nonzero(a != b8))
-            assert differ == 0, f"{name}, {inputs}: {differ} of {a.size} int8 outputs differ"
+            q_x86, q_arm = _int8(on_x86, scale, zero), _int8(on_arm, scale, zero)
+            differ = int(np.count_nonzero(q_x86 != q_arm))
+            assert differ == 0, f"{name}, {inputs}: {differ} of {q_x86.size} int8 outputs differ"
 
 
 def test_arm64_scores_and_decisions_equal_x86(board, x86, bundle_dir, recordings):
     name, arm = board
-    threshold = load_bundle(bundle_dir).threshold_for("model_int8.tflite")
+    b = load_bundle(bundle_dir)
+    threshold = b.threshold_for(b.model_path("tflite", "int8"))
     for k, wav in enumerate(recordings):
         v, recon = arm[f"features_{k}"].astype(np.float64), arm[f"recon_{k}"].astype(np.float64)
         # A(X) = sum_i ||f(x_i) - x_i||^2 / (n * 640), recomputed here from the board's arrays
