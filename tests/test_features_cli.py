@@ -46,10 +46,14 @@ def test_writes_one_npy_per_file_equal_to_clip_features(recordings: list[Path],
     assert sorted(p.name for p in out.iterdir()) == sorted(p.stem + ".npy" for p in recordings)
 
 
-def test_channel_option_and_default_output_next_to_the_file(recordings: list[Path]) -> None:
+def test_channel_and_mix_options_and_default_output_next_to_the_file(recordings: list[Path]) -> None:
     assert main(["features", str(recordings[0]), "--channel", "5"]) == 0
     got = np.load(recordings[0].with_suffix(".npy"))
     assert np.array_equal(got, _expected(recordings[0], channel=5))
+    assert main(["features", str(recordings[1]), "--mix"]) == 0
+    _, pcm = scipy.io.wavfile.read(recordings[1])
+    mixed = features.clip_features((pcm.mean(axis=1) / 32768).astype(np.float32))
+    assert np.abs(np.load(recordings[1].with_suffix(".npy")) - mixed).max() < 1e-4
 
 
 def test_bad_file_exits_2_names_it_and_leaves_no_output(recordings: list[Path], tmp_path: Path,
