@@ -110,7 +110,7 @@ def _as_waveform(x: np.ndarray, what: str = "waveform", *, check_finite: bool = 
     a = np.asarray(x)
     if a.ndim != 1:
         raise AudioError(f"{what}: expected a 1-D waveform, got shape {a.shape}")
-    if a.dtype == np.int16:
+    if a.dtype.kind == "i" and a.dtype.itemsize == 2:  # int16 of either byte order
         return (a * np.float32(1.0 / 32768.0)).astype(np.float32)  # SPEC 1: PCM scaling
     if not np.issubdtype(a.dtype, np.floating):
         raise AudioError(f"{what}: expected float or int16 samples, got dtype {a.dtype}")
@@ -242,8 +242,8 @@ class Frontend:
         a = np.asarray(samples)
         if a.ndim != 1:
             raise AudioError(f"Frontend.push: expected 1-D samples, got shape {a.shape}")
-        if a.dtype == np.int16:
-            a = np.ascontiguousarray(a)
+        if a.dtype.kind == "i" and a.dtype.itemsize == 2:  # int16 of either byte order
+            a = np.ascontiguousarray(a, dtype=np.int16)
             push, ctype = lib.ad_frontend_push_i16, "int16_t[]"
         elif np.issubdtype(a.dtype, np.floating):
             a = _as_waveform(a, "Frontend.push")

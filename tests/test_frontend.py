@@ -241,6 +241,17 @@ def test_push_returns_a_vector_per_hop_once_five_frames_exist() -> None:
     assert fe.push(np.zeros(1 + 3 * 512, np.int16)).shape == (4, 640)
 
 
+def test_push_takes_any_layout_of_int16_and_float() -> None:
+    pcm = np.clip(np.round(STREAM * 32768), -32768, 32767).astype(np.int16)
+    want = features.Frontend().push(pcm)
+    assert np.array_equal(features.Frontend().push(pcm.astype(">i2")), want)  # big-endian
+    strided = np.repeat(pcm, 2)[::2]                                        # not contiguous
+    assert np.array_equal(features.Frontend().push(strided), want)
+    as_float64 = STREAM.astype(np.float64)
+    assert np.array_equal(features.Frontend().push(as_float64), features.Frontend().push(STREAM))
+    assert features.Frontend().push(np.zeros(0, np.int16)).shape == (0, 640)
+
+
 def test_reset_starts_a_new_stream() -> None:
     fe = features.Frontend()
     first = fe.push(STREAM)
