@@ -137,7 +137,8 @@ def logmel_frames(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndar
         ``(313, 128)`` for 160000 samples.
 
     Raises:
-        AudioError: ``x`` is not 1-D or has non-finite samples.
+        AudioError: ``x`` is not 1-D, or has non-finite samples (in any frame), or samples
+            so large (~1e17) that the power spectrum overflows.
         SpecMismatchError: the spec's sizes are not the kernel's.
     """
     ffi, lib = _kernel()
