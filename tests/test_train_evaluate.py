@@ -100,3 +100,22 @@ def test_real_8_channel_mimii_recordings_flow_through_train_and_evaluate(tmp_pat
     row = result["table"]["per_id"]["id_00"]
     assert (row["n_normal"], row["n_anomaly"]) == (1, 2)
     assert 0.0 <= row["auc"] <= 1.0
+
+
+def test_evaluate_finds_a_moved_dataset_with_data_and_says_so_without(trained_run, tmp_path, capsys):
+    import shutil
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(trained_run.path, run_copy)
+    moved = tmp_path / "moved"
+    shutil.copytree(trained_run.root, moved)
+    doc = json.loads((run_copy / "clips.json").read_text())
+    doc["root"] = str(tmp_path / "gone")
+    (run_copy / "clips.json").write_text(json.dumps(doc))
+    assert main(["-q", "evaluate", str(run_copy), "--no-report", "--no-baseline", "--jobs", "1"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["-q", "evaluate", str(run_copy), "--data", str(moved), "--json", "--no-report",
+                 "--no-baseline", "--jobs", "1"]) == 0
+    moved_result = json.loads(capsys.readouterr().out)
+    original = evaluate_run(trained_run, jobs=1, progress=False, baseline=False)
+    assert moved_result["table"] == original["table"]
