@@ -101,3 +101,15 @@ def test_clip_score_is_mean_squared_error_over_all_components():
     assert both[1] == pytest.approx(float(np.mean((recon[:10].astype(np.float64) - x[:10]) ** 2)))
     with pytest.raises(ValueError, match="same shape"):
         scoring.clip_score(x, recon[:, :128])
+
+
+def test_fitting_a_cutoff_imports_neither_scipy_nor_torch():
+    """On-site calibration runs on the board, where scipy and torch are not installed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edge.threshold as t, edge.scoring\n"
+            "t.fit_gamma([0.1, 0.2, 0.35, 0.3], p=0.1); t.fit_gamma([0.1, 0.2, 0.35, 0.3], floc=None)\n"
+            "print(sorted(m for m in ('scipy', 'torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
