@@ -7,7 +7,9 @@
 #ifndef AD_HOT_H
 #define AD_HOT_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+#include <limits.h> /* on glibc this defines __GLIBC__: the clones need its ifunc */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
     !defined(AD_NO_CLONES)
 #define AD_HOT __attribute__((target_clones("avx2", "default")))
 #else
