@@ -119,3 +119,15 @@ def test_evaluate_finds_a_moved_dataset_with_data_and_says_so_without(trained_ru
     moved_result = json.loads(capsys.readouterr().out)
     original = evaluate_run(trained_run, jobs=1, progress=False, baseline=False)
     assert moved_result["table"] == original["table"]
+
+
+def test_per_fault_family_auc_on_a_synthetic_plant(trained_run, evaluation):
+    doc = json.loads((trained_run.root / "fan" / "synth.json").read_text())
+    family = {c["path"]: c["fault"] for c in doc["clips"]}
+    clips = evaluation["clips"]
+    assert all(c["fault"] == family[c["path"]] for c in clips)
+    for name, row in evaluation["per_fault"].items():
+        chosen = [c for c in clips if c["label"] == "normal" or c["fault"] == name]
+        y = [int(c["label"] == "anomaly") for c in chosen]
+        assert row["n"] == sum(y)
+        assert row["auc"] == pytest.approx(roc_auc_score(y, [c["score"] for c in chosen]))

@@ -138,14 +138,59 @@ def evaluate_run(run: Run, *, jobs: int = 2, progress: bool = True, baseline: bo
         out["baseline_pca"] = {
             "components": run.model_config.bottleneck, "explained_variance": pca.explained,
             "cutoff": pca_cut, "table": metrics.evaluate_table(pca_scores, labels, ids, cutoff=pca_cut, p=p)}
+    faults = _synth_faults(run)
+    if faults:
+        out["per_fault"] = _per_fault(test, scores, pca_scores, faults, run)
     out["clips"] = []
     for i, c in enumerate(test):
         row = {"path": c.to_dict(run.root)["path"], "id": c.id, "label": c.label,
                "split": c.split, "score": float(scores[i])}
         if pca_scores is not None:
             row["pca_score"] = float(pca_scores[i])
+        if faults:
+            row["fault"] = faults.get(row["path"])
         out["clips"].append(row)
     return out
+
+
+def _synth_faults(run: Run) -> dict[str, str]:
+    """Fault family of each abnormal clip of a synthetic plant (from its synth.json), else {}."""
+    import json
+
+    meta = run.root / run.machine / "synth.json"
+    if not meta.is_file():
+        return {}
+    try:
+        doc = json.loads(meta.read_text())
+        return {c["path"]: c["fault"] for c in doc["clips"] if c.get("fault")}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def _per_fault(test: list, scores: np.ndarray, pca_scores: np.ndarray | None,
+               faults: dict[str, str], run: Run) -> dict[str, dict[str, Any]]:
+    """AUC of each fault family against the normal test clips (all IDs pooled)."""
+    names = [faults.get(c.to_dict(run.root)["path"]) for c in test]
+    normal = np.array([c.label == "normal" for c in test])
+    out = {}
+    for family in sorted({n for n in names if n}):
+        mask = np.array([n == family for n in names])
+        sel = normal | mask
+        labels = mask[sel].astype(int)
+        row = {"n": int(mask.sum()), "auc": metrics.auc(labels, scores[sel])}
+        if pca_scores is not None:
+            row["pca_auc"] = metrics.auc(labels, pca_scores[sel])
+        out[family] = row
+    return out
+
+
+def format_faults(result: dict[str, Any]) -> str:
+    """One line per fault family of a synthetic plant: AUC against the normal test clips."""
+    rows = result.get("per_fault") or {}
+    return "\n".join(
+        f"  {name:<10} n={row['n']:<4d} AUC {row['auc']:.4f}"
+        + (f"   PCA AUC {row['pca_auc']:.4f}" if "pca_auc" in row else "")
+        for name, row in rows.items())
 
 
 def _fmt(v: float | None, width: int = 7) -> str:

@@ -158,6 +158,13 @@ def write_report(run: Run, result: dict[str, Any], out: str | os.PathLike) -> Pa
         lines += ["", f"PCA columns: a linear baseline, PCA with {base['components']} components "
                   f"(the bottleneck size; {100 * base['explained_variance']:.1f}% of the variance) "
                   "fitted on the same training vectors and scored the same way."]
+    if result.get("per_fault"):
+        lines += ["", "## Synthetic fault families", "",
+                  "AUC of each fault family of the synthetic plant against the normal test clips "
+                  "(all IDs pooled).", "", "| fault | clips | AUC | PCA AUC |", "|---|---|---|---|"]
+        for name, row in result["per_fault"].items():
+            pca = f"{row['pca_auc']:.4f}" if "pca_auc" in row else "n/a"
+            lines.append(f"| {name} | {row['n']} | {row['auc']:.4f} | {pca} |")
     lines += ["", "## Figures", ""]
     for name, caption in figures:
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]

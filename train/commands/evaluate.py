@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from train.pipeline import evaluate_run, format_table
+    from train.pipeline import evaluate_run, format_faults, format_table
     from train.runs import load_run
 
     run_ = load_run(args.run, data=args.data)
@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
     else:
         print(format_table(result))
+        if result.get("per_fault"):
+            print("synthetic fault families (all IDs, against the normal test clips):")
+            print(format_faults(result))
         if report is not None:
             print(f"report: {report}")
     return 0
