@@ -147,8 +147,9 @@ AD_INLINE void radix8_last(const float *restrict xr, const float *restrict xi,
     }
 }
 
-AD_HOT void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, float *out_im,
-                            float *work)
+AD_HOT void ad_rfft_forward(const ad_rfft *restrict fft, const float *restrict in,
+                            float *restrict out_re, float *restrict out_im,
+                            float *restrict work)
 {
     enum { M = AD_FFT_HALF };
     float *restrict xr = work, *restrict xi = work + M;
