@@ -146,6 +146,18 @@ def context_windows(frames: np.ndarray, context: int, starts: np.ndarray | None 
     return np.asarray(frames[rows.ravel()], dtype=np.float32).reshape(len(starts), -1)
 
 
+def aligned_empty(shape: tuple[int, int], *, align: int = 64) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ``align``-byte boundary.
+
+    Batches go to torch without a copy; the matrix kernels take different paths (and sum in
+    a different order) for differently aligned inputs, so a fixed alignment keeps training
+    bit-reproducible whatever the allocator happened to return."""
+    n_bytes = int(np.prod(shape)) * 4
+    raw = np.empty(n_bytes + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + n_bytes].view(np.float32).reshape(shape)
+
+
 class VectorSet:
     """The context vectors of several clips, indexed without materialising them.
 
@@ -168,7 +180,7 @@ class VectorSet:
         indices = np.asarray(indices, dtype=np.int64)
         clip = np.searchsorted(self.offsets, indices, side="right") - 1
         start = indices - self.offsets[clip]
-        out = np.empty((len(indices), self.dim), dtype=np.float32)
+        out = aligned_empty((len(indices), self.dim))
         order = np.argsort(clip, kind="stable")
         uniq, first = np.unique(clip[order], return_index=True)
         for c, a, b in zip(uniq, first, np.r_[first[1:], len(order)]):

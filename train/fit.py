@@ -8,10 +8,12 @@ the same weights.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +54,38 @@ def set_determinism(seed: int, threads: int | None) -> None:
     torch.use_deterministic_algorithms(True)
     if threads:
         torch.set_num_threads(threads)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4      # glibc mallopt parameters (malloc.h)
+
+
+@contextlib.contextmanager
+def _keep_freed_memory() -> Iterator[None]:
+    """Let glibc keep large freed blocks for reuse while training.
+
+    With the seed's batch (half the training vectors) every step allocates and frees tensors
+    of ~100 MB; glibc serves those with mmap and returns them with munmap, so each step
+    page-faults them in again: measured here, 40% of the training time went to the kernel.
+    Taking large blocks from the heap and not trimming it makes the steps reuse memory
+    (peak RSS about 10% higher). Only on glibc; elsewhere this does nothing. The defaults
+    are restored afterwards (the trim then returns the memory)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        yield
+        return
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_MAX, 65536)
+        mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+        try:
+            libc.malloc_trim(0)
+        except AttributeError:
+            pass
 
 
 def _half_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -103,6 +137,12 @@ def fit(train: VectorSet, val: VectorSet | None, *, config: ModelConfig = ModelC
         The model in eval mode and one history row per epoch
         ``{epoch, lr, train_loss, val_loss, seconds}``.
     """
+    with _keep_freed_memory():
+        return _fit(train, val, config=config, recipe=recipe, progress=progress)
+
+
+def _fit(train: VectorSet, val: VectorSet | None, *, config: ModelConfig, recipe: Recipe,
+         progress: bool) -> tuple[Autoencoder, list[dict[str, float]]]:
     from tqdm import tqdm
 
     set_determinism(recipe.seed, recipe.threads)
