@@ -153,3 +153,10 @@ def test_a_failed_training_leaves_nothing_behind(tiny_plant, tmp_path, capsys):
     assert "00000003.wav" in capsys.readouterr().err
     assert not out.exists()
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_batches_are_64_byte_aligned_whatever_the_allocator(trained_run):
+    vs = VectorSet(trained_run.cache, [c.path for c in trained_run.clips[:2]])
+    for n in (1, 3, 17, 100):
+        batch = vs.gather(np.arange(n))
+        assert batch.ctypes.data % 64 == 0 and batch.dtype == np.float32 and batch.shape == (n, 640)
