@@ -75,6 +75,8 @@ class Detector:
         self.clock = clock
         self._errors = np.zeros(self.n_window, dtype=np.float64)
         self._filled = 0
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
         self._pos = 0
         self._samples = 0
         self._gaps = 0
@@ -91,8 +93,21 @@ class Detector:
         return self._samples / self.spec.sample_rate
 
     def _add_vectors(self, x: np.ndarray) -> None:
-        if len(x) == 0:
+        # Vectors wait until a decision is due and then go through the model in one batch:
+        # one interpreter call per decision instead of one per audio block, which is most of
+        # the per-second cost on a board (a call costs tens of microseconds of overhead).
+        if len(x):
+            self._pending.append(x)
+            self._n_pending += len(x)
+        if self._n_pending >= self.n_window:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
             return
+        x = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending.clear()
+        self._n_pending = 0
         x = np.ascontiguousarray(x, dtype=np.float32)
         # Only the newest n_window vectors can matter: after a long block the rest would be
         # overwritten in the ring before any decision reads them.
@@ -137,6 +152,7 @@ class Detector:
             i += take
             if self._samples == self._next_decision:
                 self._next_decision += self.every_samples
+                self._flush()
                 if self._filled == self.n_window:
                     decisions.append(self._decide(stats))
         return decisions
