@@ -1,0 +1,91 @@
+"""edge-ad bench: its peers compute the same features, and its accuracy figures are the
+metrics of independently computed scores. (Speed is measured there, never asserted here.)"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from edge import reference
+from edge.spec import DEFAULT_SPEC
+from train import bench
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    t = np.arange(3 * 16000) / 16000
+    return (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def test_numpy_peer_matches_the_reference_frames(clip):
+    got = bench.numpy_logmel_frames(clip, spec=DEFAULT_SPEC)
+    want = reference.logmel_frames(clip, DEFAULT_SPEC)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-3
+
+
+def test_librosa_peer_matches_the_reference_frames(clip):
+    got = bench.librosa_logmel_frames(clip, spec=DEFAULT_SPEC)
+    want = reference.logmel_frames(clip, DEFAULT_SPEC)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-3
+
+
+def test_time_calls_returns_one_time_per_repeat():
+    calls = []
+    t = bench.time_calls(lambda: calls.append(1), repeat=7, warmup=2)
+    assert len(calls) == 9 and t.shape == (7,) and np.all(t >= 0)
+
+
+@pytest.mark.slow
+def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(trained_run, bundle, tmp_path):
+    png = tmp_path / "bench.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "-q", "bench", "--model", str(trained_run.path),
+         "--model", str(bundle.path), "--json", "--quick", "--plot", str(png)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert set(result["accuracy"]) == set(bench.VARIANTS)
+    assert set(result["latency"]) == set(bench.VARIANTS)
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
+
+    # Torch float AUC: recompute the scores here, straight from the model, and ask sklearn.
+    test = trained_run.clips_in("test")
+    labels = [c.is_anomaly for c in test]
+    with torch.no_grad():
+        scores = []
+        for c in test:
+            x = trained_run.vectors(c)
+            r = trained_run.model(torch.from_numpy(x)).numpy()
+            scores.append(float(((r.astype(np.float64) - x) ** 2).sum() / x.size))
+    got = result["accuracy"]["torch float"]
+    np.testing.assert_allclose(got["scores"], scores, rtol=1e-5)
+    assert got["table"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+
+    # int8 sizes are about a quarter of float, the edge process decided on the recording.
+    sizes = result["sizes"]
+    assert 0.2 < sizes["tflite int8"] / sizes["tflite float"] < 0.4
+    edge = result["edge_process"]
+    assert edge["decisions"] > 0 and edge["peak_rss_mib"] > 10
+    assert result["frontend"]["c"]["hop"]["p50"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_prints_one_row_per_variant_and_the_machine():
+    fake = {"machine": {"cpu": "cpu", "cores": 2, "system": "Linux", "python": "3.11", "versions": {}},
+            "accuracy": {}, "latency": {}}
+    for name in ("torch float", "tflite int8"):
+        fake["latency"][name] = {k: {"p50": 1e-4, "p99": 2e-4} for k in ("vector", "clip")}
+        fake["accuracy"][name] = {"table": {"overall": {"auc": 0.9, "pauc": 0.5, "pauc_mcclish": 0.7,
+                                                        "tpr": 0.5, "fpr": 0.1},
+                                            "per_id": {"id_00": {"auc": 0.9}}}}
+    text = bench.render(fake)
+    assert "torch float" in text and "tflite int8" in text and "cpu, 2 cores" in text
+    assert "id_00" in text
