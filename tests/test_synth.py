@@ -53,7 +53,7 @@ def _band_power(x, lo, hi, sr=16000):
 
 def test_machine_sound_peaks_at_blade_pass_frequency():
     params = synth.machine_params("fan", 2)
-    x = synth.machine_sound(params, np.random.default_rng(0), 160000)
+    x = synth.machine_sound(params, np.random.default_rng(0), n=160000)
     f = np.fft.rfftfreq(len(x), 1 / 16000)
     p = np.abs(np.fft.rfft(x)) ** 2
     bpf = params.blades * params.shaft_hz
@@ -67,8 +67,8 @@ def test_machine_sound_peaks_at_blade_pass_frequency():
 def test_faults_add_energy_where_they_should(fault, band):
     params = synth.machine_params("fan", 0)
     n = 160000
-    clean = synth.machine_sound(params, np.random.default_rng(1), n)
-    faulty = synth.machine_sound(params, np.random.default_rng(1), n, fault=fault, severity=1.0)
+    clean = synth.machine_sound(params, np.random.default_rng(1), n=n)
+    faulty = synth.machine_sound(params, np.random.default_rng(1), n=n, fault=fault, severity=1.0)
     assert _band_power(faulty, *band) > 1.5 * _band_power(clean, *band)
 
 
@@ -76,8 +76,8 @@ def test_imbalance_strengthens_the_shaft_tone():
     params = synth.machine_params("fan", 4)
     n = 160000
     lo, hi = 0.8 * params.shaft_hz, 1.2 * params.shaft_hz
-    clean = synth.machine_sound(params, np.random.default_rng(2), n)
-    faulty = synth.machine_sound(params, np.random.default_rng(2), n, fault="imbalance", severity=1.0)
+    clean = synth.machine_sound(params, np.random.default_rng(2), n=n)
+    faulty = synth.machine_sound(params, np.random.default_rng(2), n=n, fault="imbalance", severity=1.0)
     assert _band_power(faulty, lo, hi) > 2 * _band_power(clean, lo, hi)
 
 

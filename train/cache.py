@@ -136,7 +136,7 @@ class FeatureCache:
         return context_windows(self.frames(path), self.spec.context_frames)
 
 
-def context_windows(frames: np.ndarray, context: int, starts: np.ndarray | None = None) -> np.ndarray:
+def context_windows(frames: np.ndarray, context: int, *, starts: np.ndarray | None = None) -> np.ndarray:
     """Context vectors ``(len(starts), context * n_mels) float32`` from ``(n_frames, n_mels)``
     frames: ``frames[s:s+context]`` flattened oldest first (as :func:`edge.features.context_vectors`)."""
     n = frames.shape[0] - context + 1
@@ -185,7 +185,7 @@ class VectorSet:
         uniq, first = np.unique(clip[order], return_index=True)
         for c, a, b in zip(uniq, first, np.r_[first[1:], len(order)]):
             sel = order[a:b]
-            out[sel] = context_windows(self.frames[c], self.context, start[sel])
+            out[sel] = context_windows(self.frames[c], self.context, starts=start[sel])
         return out
 
     def clip_vectors(self, c: int) -> np.ndarray:

@@ -30,7 +30,7 @@ def _plt():
     return plt
 
 
-def write_report(run: Run, result: dict[str, Any], out: str | os.PathLike) -> Path:
+def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) -> Path:
     """Write the PNGs, ``result.json`` and ``report.md`` into ``out``; returns report.md."""
     from .pipeline import markdown_table
 

@@ -136,7 +136,7 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x * x)) + 1e-12)
 
 
-def machine_sound(params: MachineParams, rng: np.random.Generator, n: int, *,
+def machine_sound(params: MachineParams, rng: np.random.Generator, *, n: int,
                   sr: int = SAMPLE_RATE, fault: str | None = None,
                   severity: float = 0.0) -> np.ndarray:
     """One clip of the machine alone, ``(n,) float64``, RMS about 1 before a fault."""
@@ -235,7 +235,7 @@ def make_clip(machine: str, id_number: int, *, abnormal: bool, index: int, seed:
     if abnormal:
         fault = FAULTS[int(rng.integers(len(FAULTS)))]
         severity = float(rng.uniform(0.0, 1.0))
-    x = machine_sound(params, rng, n, sr=sr, fault=fault, severity=severity)
+    x = machine_sound(params, rng, n=n, sr=sr, fault=fault, severity=severity)
     snr = snr_db + params.snr_offset_db
     bg = factory_background(rng, n, plant=_rng(seed, machine, "plant"), sr=sr)
     mix = x / _rms(x) * 10 ** (snr / 20) + bg

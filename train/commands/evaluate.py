@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from train.report import write_report
 
-        report = write_report(run_, result, Path(args.report) if args.report else run_.path / "report")
+        report = write_report(run_, result, out=Path(args.report) if args.report else run_.path / "report")
     if args.json:
         print(json.dumps(result, indent=1))
     else:
