@@ -118,11 +118,11 @@ def detect_layout(root: Path, files: list[str]) -> str:
     return best
 
 
-def seed_split(clips: list[Clip], *, seed: int = 0, val_fold: bool = True) -> list[Clip]:
+def seed_split(clips: list[Clip], *, seed: int = 0, test_fold: bool = True) -> list[Clip]:
     """The seed's 8-fold stratified split of normal clips, per ID, seeded.
 
     Each ID's normal clips (in path order) are shuffled with ``seed`` and dealt into 8
-    folds round robin: fold 0 validation, fold 1 test (without ``val_fold``: no test fold,
+    folds round robin: fold 0 validation, fold 1 test (without ``test_fold`` it trains,
     so a DCASE train folder gives only train and validation), the rest training. Abnormal
     clips are test. The result keeps the input order.
     """
@@ -140,7 +140,7 @@ def seed_split(clips: list[Clip], *, seed: int = 0, val_fold: bool = True) -> li
         order = rng.permutation(len(group))
         for rank, index in enumerate(order):
             fold = rank % N_FOLDS
-            split = VAL if fold == VAL_FOLD else TEST if (fold == TEST_FOLD and val_fold) else TRAIN
+            split = VAL if fold == VAL_FOLD else TEST if (fold == TEST_FOLD and test_fold) else TRAIN
             out[group[index].path] = dataclasses.replace(group[index], split=split)
     return [out[c.path] for c in clips]
 
@@ -187,7 +187,7 @@ def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: i
     if not any(c.label == NORMAL for c in clips):
         raise DatasetError(f"{root}: no normal clips; training needs recordings of normal operation")
     if own_split:
-        train = seed_split([c for c in clips if c.split == TRAIN], seed=seed, val_fold=False)
+        train = seed_split([c for c in clips if c.split == TRAIN], seed=seed, test_fold=False)
         test = [dataclasses.replace(c, split=TEST) for c in clips if c.split == TEST]
         clips = sorted(train + test, key=lambda c: c.path)
     else:
