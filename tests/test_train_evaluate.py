@@ -60,7 +60,8 @@ def test_evaluate_cli_json_and_report(trained_run, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result["table"]["per_id"]) == {"id_00", "id_02"}
     assert {"score", "label", "id", "path", "pca_score"} <= set(result["clips"][0])
-    pngs = ["spectrograms.png", "train_scores_gamma.png", "roc.png", "score_histograms.png", "confusion.png"]
+    pngs = ["spectrograms.png", "training.png", "train_scores_gamma.png", "roc.png",
+            "score_histograms.png", "confusion.png"]
     md = (report / "report.md").read_text()
     for name in pngs:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 """The evaluation report: the seed's figures as PNG and a Markdown page that shows them.
 
 Figures (matplotlib, Agg backend: no display needed): log-mel spectrograms of a normal
-and an abnormal test clip, the histogram of training scores with the fitted gamma density
+and an abnormal test clip, the training and validation loss per epoch, the histogram of training scores with the fitted gamma density
 and the cutoff, the test ROC with the cutoff's operating point, score histograms normal
 against abnormal, the confusion matrix at the cutoff.
 """
@@ -81,6 +81,24 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
     fig.tight_layout()
     fig.savefig(out / figures[-1][0], dpi=110)
     plt.close(fig)
+
+    history = run.info.get("history") or []
+    if history:
+        # the training progress plot of the seed: loss per epoch, training and validation
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="training")
+        ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (half MSE)")
+        ax.set_title("Training progress")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        figures.append(("training.png", "Training and validation loss per epoch"))
+        fig.tight_layout()
+        fig.savefig(out / figures[-1][0], dpi=110)
+        plt.close(fig)
 
     both = labels.min() == 0 and labels.max() == 1
     if both:
