@@ -315,7 +315,7 @@ def render(result: dict[str, Any]) -> str:
         ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
         if ids:
             lines.append("")
-            lines.append("AUC per ID: " + " ".join(f"{'id ' + i:>8}" for i in ids))
+            lines.append(f"{'AUC per ID':<12}" + " ".join(f"{i:>8}" for i in ids))
             for name, a in acc.items():
                 lines.append(f"{name:<12}" + " ".join(f"{a['table']['per_id'][i]['auc']:8.3f}" for i in ids))
     fe = result.get("frontend")
