@@ -357,7 +357,7 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     for k, n in enumerate(names):
         ax2.bar(np.arange(len(ids)) + k * width, [acc[n]["table"]["per_id"][i]["auc"] for i in ids],
                 width, label=n)
-    ax2.set_xticks(np.arange(len(ids)) + width * (len(names) - 1) / 2, [f"id {i}" for i in ids])
+    ax2.set_xticks(np.arange(len(ids)) + width * (len(names) - 1) / 2, list(ids))
     ax2.set_ylim(0.4, 1.0)
     ax2.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax2.set_ylabel("AUC")
