@@ -160,3 +160,12 @@ def test_batches_are_64_byte_aligned_whatever_the_allocator(trained_run):
     for n in (1, 3, 17, 100):
         batch = vs.gather(np.arange(n))
         assert batch.ctypes.data % 64 == 0 and batch.dtype == np.float32 and batch.shape == (n, 640)
+
+
+def test_default_batch_is_half_the_vectors_until_the_memory_cap():
+    from train.fit import MAX_DEFAULT_BATCH, default_batch_size
+
+    assert default_batch_size(91464) == 45732            # the default demo: the seed's half
+    assert default_batch_size(11) == 6
+    assert default_batch_size(3) == 2
+    assert default_batch_size(10 * MAX_DEFAULT_BATCH) == MAX_DEFAULT_BATCH

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import logging
 import math
 import time
 from typing import Any, Iterator, Sequence
@@ -24,11 +25,27 @@ from .cache import VectorSet
 from .model import Autoencoder, ModelConfig
 
 
+log = logging.getLogger(__name__)
+
+#: The seed's batch is half the training vectors, which grows with the dataset: on a full
+#: MIMII machine type (over a million vectors) one batch alone would be gigabytes, and a
+#: dataset larger than memory could never train. Above this many vectors (160 MiB of
+#: float32 input, about 2.7 GB peak with activations and gradients) the batch stops
+#: growing. The default demo (91,464 vectors) stays below it, so it trains as the seed does.
+MAX_DEFAULT_BATCH = 65536
+
+
+def default_batch_size(n_vectors: int) -> int:
+    """The seed's mini-batch (half the training vectors), capped at ``MAX_DEFAULT_BATCH``."""
+    return max(2, min(math.ceil(n_vectors / 2), MAX_DEFAULT_BATCH))
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """Training settings; the defaults are the seed's.
 
-    ``batch_size=None`` means half the training vectors (the seed's choice).
+    ``batch_size=None`` means half the training vectors (the seed's choice), at most
+    :data:`MAX_DEFAULT_BATCH` (see :func:`default_batch_size`).
     """
 
     epochs: int = 30
@@ -149,7 +166,10 @@ def _fit(train: VectorSet, val: VectorSet | None, *, config: ModelConfig, recipe
     n = len(train)
     if n < 2:
         raise ValueError(f"{n} training vectors; expected at least 2")
-    batch = recipe.batch_size or max(2, math.ceil(n / 2))
+    batch = recipe.batch_size or default_batch_size(n)
+    if recipe.batch_size is None and batch < math.ceil(n / 2):
+        log.info("mini-batch %d vectors (half the %d training vectors would be %d; "
+                 "capped so memory does not grow with the dataset)", batch, n, math.ceil(n / 2))
     batch = min(batch, n)
     model = Autoencoder(config)
     # With the seed's batch (half the data) an epoch is only two steps, so torch's default
