@@ -52,7 +52,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if not RESULTS:
         return
     tr = terminalreporter
-    tr.section("edge-ad feature benchmark (one thread, one run)")
+    tr.section("edge-ad benchmark (one thread, one run)")
     tr.write_line(f"{'':<34} {'min':>10}    {'median':>10}")
     for name, (low, median) in RESULTS.items():
         tr.write_line(f"{name:<34} {low * 1e6:>10.2f} us {median * 1e6:>10.2f} us")
