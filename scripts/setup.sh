@@ -44,8 +44,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "setup: installing edge-ad with all extras into $VENV"
 # torch==2.13.0 is pinned: a CPU wheel of exactly that version is what this project tests.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,dev]" 2>&1 \
-  | grep -v "is ignored: it is neither a file nor a directory" || true
+# (The filter drops pip's notes about this machine's unused local index folders.)
+if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,dev]" \
+     > "$VENV/pip-install.log" 2>&1; then
+  grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip-install.log" >&2
+  echo "setup: pip install failed (log: $VENV/pip-install.log)" >&2
+  exit 1
+fi
 "$VENV/bin/python" -c "import edge.features" || { echo "setup: edge-ad did not install" >&2; exit 1; }
 # tflite-runtime 2.14 (numpy<2) in its own venv beside this one, for the export tests.
 EDGE_AD_VENV="$VENV" PYTHON="$VENV/bin/python" scripts/setup-tflite214.sh
