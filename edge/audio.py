@@ -63,6 +63,34 @@ def check_samples(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, source: st
     return x
 
 
+def check_file(path: str | os.PathLike, *, expected: str = "a WAV/FLAC recording") -> object:
+    """Refuse a recording that is missing, a folder, empty, not audio or truncated before
+    any of it is used; returns its ``soundfile.info``.
+
+    Raises:
+        AudioError: naming the file and what was expected.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder (expected {expected})")
+    if not p.is_file():
+        raise AudioError(f"{p}: no such file (expected {expected})")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (expected {expected})")
+    try:
+        info = sf.info(str(p))
+    except sf.LibsndfileError as e:
+        raise AudioError(f"{p}: not a readable audio file ({e.error_string}); "
+                         "expected WAV, FLAC or another libsndfile format") from None
+    truncated = _TRUNCATED.search(info.extra_info or "")
+    if truncated and int(truncated.group(2)) < int(truncated.group(1)):
+        raise AudioError(f"{p}: truncated: header declares {truncated.group(1)} data bytes, "
+                         f"file holds {truncated.group(2)}")
+    return info
+
+
 def load(path: str | os.PathLike, *, spec: FeatureSpec = DEFAULT_SPEC, channel: int = 0,
          mix: bool = False) -> np.ndarray:
     """Read a recording as ``(n,) float32`` at ``spec.sample_rate``, in [-1, 1) for PCM.
@@ -76,16 +104,8 @@ def load(path: str | os.PathLike, *, spec: FeatureSpec = DEFAULT_SPEC, channel: 
     import soundfile as sf
 
     p = Path(path)
-    if not p.is_file():
-        raise AudioError(f"{p}: no such file (expected a WAV/FLAC recording)")
-    if p.stat().st_size == 0:
-        raise AudioError(f"{p}: file is empty (expected a WAV/FLAC recording)")
+    check_file(p)
     try:
-        info = sf.info(str(p))
-        truncated = _TRUNCATED.search(info.extra_info or "")
-        if truncated and int(truncated.group(2)) < int(truncated.group(1)):
-            raise AudioError(f"{p}: truncated: header declares {truncated.group(1)} data bytes, "
-                             f"file holds {truncated.group(2)}")
         x, rate = sf.read(str(p), dtype="float32", always_2d=False)
     except sf.LibsndfileError as e:
         raise AudioError(f"{p}: not a readable audio file ({e.error_string}); "

@@ -23,7 +23,7 @@ from typing import IO, Any, Iterator, Protocol
 
 import numpy as np
 
-from .audio import select_channel
+from .audio import check_file, select_channel
 from .errors import AudioError, DeviceError
 from .spec import DEFAULT_SPEC, FeatureSpec
 
@@ -243,8 +243,6 @@ class FileSource:
     def __init__(self, path: str | os.PathLike, *, spec: FeatureSpec = DEFAULT_SPEC,
                  block: int = DEFAULT_BLOCK, fast: bool = False, loop: bool = False,
                  channel: int = 0, mix: bool = False) -> None:
-        import soundfile as sf
-
         self.name = str(path)
         self.spec = spec
         self.block = int(block)
@@ -255,13 +253,8 @@ class FileSource:
         self.stats = CaptureStats()
         self._stop = threading.Event()
         p = Path(path)
-        if not p.is_file():
-            raise AudioError(f"{p}: no such file (expected a WAV/FLAC recording, an ALSA "
-                             "device name such as hw:1, or - for stdin)")
-        try:
-            self._info = sf.info(str(p))
-        except sf.LibsndfileError as e:
-            raise AudioError(f"{p}: not a readable audio file ({e.error_string})") from None
+        self._info = check_file(p, expected="a WAV/FLAC recording, an ALSA device name such "
+                                            "as hw:1, or - for stdin")
         if self._info.frames == 0:
             raise AudioError(f"{p}: contains no samples (expected a recording)")
         self._path = p
@@ -369,6 +362,9 @@ def open_source(device: str, *, spec: FeatureSpec = DEFAULT_SPEC, block: int = D
     in an audio suffix) is a recording, anything else an ALSA PCM name."""
     if device == "-":
         return StdinSource(spec=spec, block=block)
+    if Path(device).is_dir():
+        raise AudioError(f"--device {device}: is a folder (expected a WAV/FLAC recording, an "
+                         "ALSA device name such as hw:1, or - for stdin)")
     if Path(device).is_file() or Path(device).suffix.lower() in {".wav", ".flac", ".ogg", ".aiff"}:
         return FileSource(device, spec=spec, block=block, fast=fast, loop=loop)
     return AlsaSource(device, spec=spec, block=block)
