@@ -252,8 +252,35 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def check_writable(path: str | os.PathLike, *, expected: str = "a writable folder") -> None:
+    """Refuse early an output ``path`` that cannot be created: its nearest existing folder
+    is read-only, not writable or not a real folder (``/proc``).
+
+    Outputs are written into a temporary folder beside ``path`` and renamed at the end, so
+    this probes exactly that: a temporary folder made and removed in the nearest existing
+    ancestor. Nothing is left behind. ``os.access`` alone is not enough: it says yes to root
+    on any folder that is not on a read-only mount.
+
+    Raises:
+        EdgeAdError: naming ``path`` and why it cannot be written.
+    """
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise EdgeAdError(f"{path}: exists and is not a folder; expected {expected}")
+    base = path if path.is_dir() else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise EdgeAdError(f"{path}: {base} is not a folder; expected {expected}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".edge-ad-probe.", dir=base))
+    except OSError as e:
+        raise EdgeAdError(f"{path}: cannot write in {base} ({e.strerror}); expected {expected}") from None
+
+
 def check_target(path: str | os.PathLike) -> Path:
-    """Refuse early a target that exists but is not a bundle (never replace other data).
+    """Refuse early a target that exists but is not a bundle (never replace other data),
+    or whose folder cannot be written.
 
     An empty directory or an earlier bundle (it has ``manifest.json``) may be replaced.
     """
@@ -264,6 +291,7 @@ def check_target(path: str | os.PathLike) -> Path:
         if any(path.iterdir()) and not (path / MANIFEST).is_file():
             raise BundleError(f"{path}: exists, is not empty and is not a bundle (no "
                               f"{MANIFEST}); refusing to replace it")
+    check_writable(path, expected="a writable folder for the bundle (--out)")
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge.bundle import check_writable
 from edge.errors import EdgeAdError
 from edge.spec import FeatureSpec
 from edge.threshold import Threshold
@@ -59,6 +60,7 @@ def check_out(out: Path, *, force: bool) -> None:
         raise RunError(f"{out}: exists and is not a folder (expected a RUN folder to write)")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise RunError(f"{out}: not empty; choose another --out or pass --force to replace it")
+    check_writable(out, expected="a writable folder for the RUN (--out)")
 
 
 def write_atomically(out: str | os.PathLike, fill: Callable[[Path], None], *, force: bool = False) -> Path:

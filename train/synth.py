@@ -272,6 +272,11 @@ def write_plant(out: str | os.PathLike, *, machine: str = "fan", ids: Sequence[i
 
     from tqdm import tqdm
 
+    from edge.errors import EdgeAdError
+
+    # The machine name becomes one folder inside ``out``; a path there would write elsewhere.
+    if machine in ("", ".", "..") or "/" in machine or os.sep in machine:
+        raise EdgeAdError(f"--machine {machine!r}: expected a plain folder name such as fan")
     out = Path(out)
     todo = [(str(out), machine, i, lab, k, seed, snr_db, duration)
             for i in ids for lab, count in (("normal", n_normal), ("abnormal", n_abnormal))

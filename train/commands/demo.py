@@ -97,6 +97,11 @@ def summarise_decisions(path: Path, where: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
+    if out.exists() and not out.is_dir():
+        raise EdgeAdError(f"--out {out}: exists and is not a folder (expected a folder for the demo)")
+    from edge.bundle import check_writable
+
+    check_writable(out, expected="a writable folder for the demo (--out)")
     if out.exists() and any(out.iterdir()):
         if not args.force:
             raise EdgeAdError(f"{out}: not empty; pass --force to replace it or choose --out")

@@ -38,17 +38,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from edge.bundle import check_writable
     from train.synth import write_plant
 
     out = Path(args.out)
-    if args.normal < 1 or args.abnormal < 0:
-        raise EdgeAdError(f"--normal {args.normal} --abnormal {args.abnormal}: expected >= 1 and >= 0")
+    if args.normal < 1:
+        raise EdgeAdError(f"--normal {args.normal}: expected at least 1 normal clip per ID")
+    if args.abnormal < 0:
+        raise EdgeAdError(f"--abnormal {args.abnormal}: expected 0 or more abnormal clips per ID")
+    if args.jobs < 1:
+        raise EdgeAdError(f"--jobs {args.jobs}: expected at least 1 process")
     if not 0.2 <= args.duration <= 600:
         raise EdgeAdError(f"--duration {args.duration}: expected 0.2 to 600 seconds")
     if out.exists() and not out.is_dir():
         raise EdgeAdError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise EdgeAdError(f"{out}: not empty; choose another folder or pass --force")
+    check_writable(out, expected="a writable folder for the plant (OUT)")
     start = time.perf_counter()
     records = write_plant(out, machine=args.machine, ids=args.ids, n_normal=args.normal,
                           n_abnormal=args.abnormal, snr_db=args.snr, seed=args.seed,
