@@ -235,7 +235,10 @@ def _table_lines(result: dict[str, Any], *, markdown: bool) -> list[str]:
 
 
 def hidden_sizes(text: str) -> tuple[int, ...]:
-    sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    try:
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        sizes = ()
     if not sizes or any(s < 1 for s in sizes):
         raise ValueError(f"--hidden {text!r}: expected positive sizes like 128,128")
     return sizes

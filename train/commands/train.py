@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: edge-ad train plant/ --out run/ --seed 0")
     p.add_argument("data", metavar="DATA", help="dataset folder (MIMII, seed, DCASE 2020 or 2021+ layout)")
     p.add_argument("--out", required=True, metavar="RUN", help="output RUN folder")
-    p.add_argument("--machine", help="machine type, where DATA holds several")
+    p.add_argument("--machine", help="machine type, where DATA holds several (default: the only "
+                   "one in DATA)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
     p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -46,14 +47,18 @@ def run(args: argparse.Namespace) -> int:
         hidden = hidden_sizes(args.hidden)
     except ValueError as e:
         raise EdgeAdError(str(e)) from None
-    for name, value, ok in [("--epochs", args.epochs, args.epochs >= 1),
-                            ("--lr", args.lr, args.lr > 0),
-                            ("--bottleneck", args.bottleneck, args.bottleneck >= 1),
-                            ("--p", args.p, 0 < args.p < 1),
-                            ("--jobs", args.jobs, args.jobs >= 1),
-                            ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2)]:
+    for name, value, ok, expected in [
+            ("--epochs", args.epochs, args.epochs >= 1, "a whole number >= 1"),
+            ("--lr", args.lr, args.lr > 0, "a number > 0"),
+            ("--bottleneck", args.bottleneck, args.bottleneck >= 1, "a whole number >= 1"),
+            ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
+            ("--jobs", args.jobs, args.jobs >= 1, "a whole number >= 1"),
+            ("--threads", args.threads, args.threads is None or args.threads >= 1,
+             "a whole number >= 1"),
+            ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
+             "a whole number >= 2")]:
         if not ok:
-            raise EdgeAdError(f"{name} {value}: out of range (see edge-ad train --help)")
+            raise EdgeAdError(f"{name} {value}: out of range, expected {expected}")
     recipe = Recipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                     threads=args.threads)
     run_ = train_run(args.data, args.out, machine=args.machine,
