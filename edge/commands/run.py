@@ -46,21 +46,26 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--every", default="1s", help="audio time between decisions (default 1s)")
     p.add_argument("--alarm", default="1/1", metavar="K/N",
                    help="alarm when K of the last N decisions are anomalous (default 1/1)")
-    p.add_argument("--json-out", metavar="FILE", help="append decision lines here instead of stdout")
+    p.add_argument("--json-out", metavar="FILE",
+                   help="append decision lines here instead of stdout (default: stdout)")
     p.add_argument("--fast", action="store_true", help="file source: read as fast as possible")
     p.add_argument("--loop", action="store_true", help="file source: start over at the end")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="stop after S seconds of audio (default: run until the source ends)")
     g = p.add_argument_group("alerts (MQTT)")
-    g.add_argument("--mqtt", metavar="URL", help="broker, mqtt://host[:1883] or mqtts://host[:8883]")
+    g.add_argument("--mqtt", metavar="URL",
+                   help="broker, mqtt://host[:1883] or mqtts://host[:8883] (default: no alerts)")
     g.add_argument("--mqtt-topic", default=f"edge-ad/{socket.gethostname()}",
                    help="topic prefix; events on PREFIX/event, heartbeats on PREFIX/heartbeat "
                         "(default edge-ad/HOSTNAME)")
-    g.add_argument("--mqtt-user", help="broker user name")
-    g.add_argument("--mqtt-password-file", metavar="F", help="file whose first line is the password")
-    g.add_argument("--mqtt-tls-ca", metavar="F", help="CA certificate(s) to verify the broker (PEM)")
-    g.add_argument("--mqtt-tls-cert", metavar="F", help="client certificate (PEM)")
-    g.add_argument("--mqtt-tls-key", metavar="F", help="client key (PEM)")
+    g.add_argument("--mqtt-user", help="broker user name (default: none, anonymous)")
+    g.add_argument("--mqtt-password-file", metavar="F",
+                   help="file whose first line is the password (default: none)")
+    g.add_argument("--mqtt-tls-ca", metavar="F",
+                   help="CA certificate(s) to verify the broker (PEM; default: the system's "
+                        "for mqtts://)")
+    g.add_argument("--mqtt-tls-cert", metavar="F", help="client certificate (PEM; default: none)")
+    g.add_argument("--mqtt-tls-key", metavar="F", help="client key (PEM; default: none)")
     g.add_argument("--heartbeat", default="60s", help="time between heartbeats (default 60s, 0 = none)")
     g.add_argument("--spool", metavar="DIR", default="/var/spool/edge-ad",
                    help="events wait here while the broker is away (default /var/spool/edge-ad)")
@@ -99,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
     window_s = parse_duration(args.window, what="--window")
     every_s = parse_duration(args.every, what="--every")
     rule = AlarmRule.parse(args.alarm)
+    # Checked up front even without --mqtt: a typo should fail at once, not on the day
+    # alerts are switched on.
+    heartbeat_s = 0.0 if args.heartbeat in ("0", "0s") else parse_duration(args.heartbeat, what="--heartbeat")
+    from ..errors import EdgeAdError
+
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise EdgeAdError(f"--max-seconds {args.max_seconds:g}: expected seconds above 0")
+    if args.spool_max_events < 1:
+        raise EdgeAdError(f"--spool-max-events {args.spool_max_events}: expected at least 1")
     bundle, model_path, threshold, backend = open_bundle(args)
 
     alerts = sender = None
@@ -107,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
         from ..spool import Spool
 
         password = read_password(args.mqtt_password_file) if args.mqtt_password_file else None
-        heartbeat_s = 0.0 if args.heartbeat in ("0", "0s") else parse_duration(args.heartbeat, what="--heartbeat")
         spool = Spool(args.spool, max_events=args.spool_max_events)
         sender = MqttSender(args.mqtt, spool=spool, topic=args.mqtt_topic, username=args.mqtt_user,
                             password=password, tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
