@@ -35,8 +35,14 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
     from .pipeline import markdown_table
 
     plt = _plt()
+    from edge.errors import EdgeAdError
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgeAdError(f"{out}: cannot create the report folder ({e.strerror}); expected a "
+                          "writable folder (--report DIR)") from None
     th = run.threshold
     clips = result["clips"]
     scores = np.array([c["score"] for c in clips])

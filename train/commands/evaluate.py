@@ -29,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from train.runs import load_run
 
     run_ = load_run(args.run, data=args.data)
+    report_dir = Path(args.report) if args.report else run_.path / "report"
+    if not args.no_report:
+        from edge.bundle import check_writable
+
+        # Before scoring, so a bad --report costs nothing.
+        check_writable(report_dir, expected="a writable report folder (--report DIR)")
     missing = [str(c.path) for c in run_.clips if c.split == "test" and not c.path.is_file()]
     if missing:
         from edge.errors import DatasetError
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from train.report import write_report
 
-        report = write_report(run_, result, out=Path(args.report) if args.report else run_.path / "report")
+        report = write_report(run_, result, out=report_dir)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
