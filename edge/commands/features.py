@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out)
         if out_dir.exists() and not out_dir.is_dir():
             raise EdgeAdError(f"--out {out_dir}: exists and is not a directory (expected a directory)")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        from ..bundle import check_writable
+
+        check_writable(out_dir, expected="a writable folder for the .npy files (--out DIR)")
     written: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     quiet = bool(getattr(args, "quiet", False))
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             vectors = clip_features(load(path, spec=spec, channel=args.channel, mix=args.mix),
                                     spec=spec)
+            # Created only once there is something to write: a run whose every file is
+            # refused leaves no empty --out folder behind.
+            out.parent.mkdir(parents=True, exist_ok=True)
             save_atomic(out, vectors)
         except (EdgeAdError, OSError) as e:
             # One unusable recording should not stop the others; it leaves no output.
