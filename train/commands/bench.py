@@ -21,13 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "factor and memory, model sizes.",
         epilog="example: edge-ad bench --model run/ --model bundle/ --plot bench.png")
     p.add_argument("--model", action="append", default=[], metavar="RUN_OR_BUNDLE",
-                   help="a RUN folder (torch float) and/or a BUNDLE (exported models); repeatable")
+                   help="a RUN folder (torch float) and/or a BUNDLE (exported models); repeatable "
+                        "(no default: give at least one)")
     p.add_argument("--data", help="dataset folder whose test clips to measure on "
                                   "(default: the RUN's own test clips)")
     p.add_argument("--recording", help="WAV for the edge path (default: test clips joined, 10 min)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    p.add_argument("--plot", metavar="PNG", help="write latency bars and AUC per ID to this PNG")
-    p.add_argument("--out", metavar="JSON", help="also write the JSON results to this file")
+    p.add_argument("--plot", metavar="PNG", help="write latency bars and AUC per ID to this PNG (default: no figure)")
+    p.add_argument("--out", metavar="JSON", help="also write the JSON results to this file (default: none)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (CI smoke runs)")
 
 
@@ -75,6 +76,15 @@ def run(args: argparse.Namespace) -> int:
             bundle_obj, bundle_dir = load_bundle(path), path
     if run_obj is None and bundle_obj is None:
         raise EdgeAdError("bench: give at least one --model (a RUN folder and/or a BUNDLE)")
+    # Checked before minutes of measuring, so a typo does not cost the whole run.
+    if args.recording:
+        if bundle_obj is None:
+            raise EdgeAdError(f"--recording {args.recording}: used only for the edge path, "
+                              "which needs a BUNDLE; expected --model BUNDLE as well")
+        audio.check_file(args.recording)
+    for option, target in (("--plot", args.plot), ("--out", args.out)):
+        if target and (Path(target).is_dir() or not Path(target).resolve().parent.is_dir()):
+            raise EdgeAdError(f"{option} {target}: expected a file name in an existing folder")
     spec = (bundle_obj or run_obj).spec
     if args.data:
         clips = [c for c in read_dataset(args.data) if c.split == "test"]
