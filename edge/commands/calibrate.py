@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--backend", choices=("tflite", "onnx"),
                    help="calibrate only this runtime's model files (default: every model file "
                         "whose runtime is installed)")
-    p.add_argument("--precision", choices=("int8", "float"), help="only this precision")
+    p.add_argument("--precision", choices=("int8", "float"), help="only this precision (default: both)")
     p.add_argument("--threads", type=int, default=1, help="model runtime threads (default 1)")
     p.add_argument("--fast", action="store_true", help="file source: read as fast as possible")
     p.add_argument("--dry-run", action="store_true", help="fit and print, do not write the bundle")

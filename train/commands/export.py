@@ -32,9 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="model formats, comma separated (default tflite,onnx)")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                      help="ship only the int8 models (float is still built for the gate)")
+                      help="ship only the int8 models (float is still built for the gate; default: "
+                           "ship both float and int8)")
     prec.add_argument("--float", dest="precision", action="store_const", const="float",
-                      help="ship only the float models (no quantisation, no gate)")
+                      help="ship only the float models (no quantisation, no gate; default: both)")
     p.add_argument("--calib", type=int, default=1000, metavar="N",
                    help="training vectors that calibrate int8 ranges (default 1000)")
     p.add_argument("--max-auc-drop", type=float, default=0.01, metavar="D",
@@ -42,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pauc-drop", type=float, default=0.02, metavar="D",
                    help="largest pAUC (the seed's, p of the run) an ID may lose (default 0.02)")
     p.add_argument("--seed", type=int, default=0, help="seeds the calibration sample (default 0)")
-    p.add_argument("--data", metavar="DIR", help="dataset folder, if it moved since training")
+    p.add_argument("--data", metavar="DIR", help="dataset folder, if it moved since training "
+                   "(default: the one recorded in RUN)")
     p.add_argument("--jobs", type=int, default=2, help="processes for missing features (default 2)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary on stdout (also when the gate fails)")
