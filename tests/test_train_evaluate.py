@@ -54,11 +54,12 @@ def test_pca_baseline_equals_sklearn_pca_with_the_bottleneck_size(trained_run, e
     assert "PCA AUC" in text and "overall" in text and "mean of IDs" in text
 
 
-def test_evaluate_cli_json_and_report(trained_run, tmp_path, capsys):
+def test_evaluate_cli_json_and_report(trained_run, evaluation, tmp_path, capsys):
     report = tmp_path / "report"
     assert main(["-q", "evaluate", str(trained_run.path), "--json", "--report", str(report), "--jobs", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["table"]["per_id"]) == {"id_00", "id_02"}
+    assert result["table"] == json.loads(json.dumps(evaluation["table"]))   # the library's table
     assert {"score", "label", "id", "path", "pca_score"} <= set(result["clips"][0])
     pngs = ["spectrograms.png", "training.png", "train_scores_gamma.png", "roc.png",
             "score_histograms.png", "confusion.png"]
@@ -71,7 +72,9 @@ def test_evaluate_cli_json_and_report(trained_run, tmp_path, capsys):
 
 def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["-q", "evaluate", str(tmp_path)]) == 2
-    assert "missing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing" in err
+    assert f"{tmp_path}: missing" in err and "expected a complete RUN folder" in err
 
 
 def _excerpts(src: Path, dst_dir: Path, n: int, seconds: float) -> None:
@@ -101,6 +104,9 @@ def test_real_8_channel_mimii_recordings_flow_through_train_and_evaluate(tmp_pat
     row = result["table"]["per_id"]["id_00"]
     assert (row["n_normal"], row["n_anomaly"]) == (1, 2)
     assert 0.0 <= row["auc"] <= 1.0
+    mine = [c for c in result["clips"] if c["id"] == "id_00"]
+    assert row["auc"] == pytest.approx(roc_auc_score([int(c["label"] == "anomaly") for c in mine],
+                                                     [c["score"] for c in mine]))
 
 
 def test_evaluate_finds_a_moved_dataset_with_data_and_says_so_without(trained_run, tmp_path, capsys):
