@@ -72,21 +72,28 @@ AD_INLINE void radix4_stage(const int n, const int s, const float *restrict xr,
 
 /* The first stage (n = 512, s = 1), reading z[n] = in[2n] + i in[2n+1] straight from the
  * real input (no separate deinterleave pass): the loop over p is the inner one; inputs and
- * twiddles are contiguous in p, outputs interleave by 4. */
-AD_INLINE void radix4_first(const float *restrict in, float *restrict yr, float *restrict yi,
-                            const ad_rfft *restrict fft)
+ * twiddles are contiguous in p, outputs interleave by 4. With a window (ad_rfft_power) each
+ * sample is multiplied by it as it is read: the product window[j] * in[j] is the one a
+ * separate window pass would store, so the bits are the same, and this stage is bound by
+ * its shuffles, not its multiplies, so the window costs almost nothing here. windowed is a
+ * compile-time constant (the function is always inlined): no test in the loop. */
+AD_INLINE void radix4_first(const float *restrict in, const int windowed,
+                            const float *restrict window, float *restrict yr,
+                            float *restrict yi, const ad_rfft *restrict fft)
 {
     enum { N1 = AD_FFT_HALF / 4 };
     const float *restrict w1r = fft->tw_re[0], *restrict w1i = fft->tw_im[0];
     const float *restrict w2r = fft->tw_re[1], *restrict w2i = fft->tw_im[1];
     const float *restrict w3r = fft->tw_re[2], *restrict w3i = fft->tw_im[2];
-    const float *restrict a = in, *restrict b = in + 2 * N1;
-    const float *restrict c = in + 4 * N1, *restrict d = in + 6 * N1;
+#define AD_IN(j) (windowed ? window[j] * in[j] : in[j])
     for (int p = 0; p < N1; p++) {
-        const float apcr = a[2 * p] + c[2 * p], apci = a[2 * p + 1] + c[2 * p + 1];
-        const float amcr = a[2 * p] - c[2 * p], amci = a[2 * p + 1] - c[2 * p + 1];
-        const float bpdr = b[2 * p] + d[2 * p], bpdi = b[2 * p + 1] + d[2 * p + 1];
-        const float bmdr = b[2 * p] - d[2 * p], bmdi = b[2 * p + 1] - d[2 * p + 1];
+        const int ja = 2 * p, jb = ja + 2 * N1, jc = jb + 2 * N1, jd = jc + 2 * N1;
+        const float ar = AD_IN(ja), ai = AD_IN(ja + 1), br = AD_IN(jb), bi = AD_IN(jb + 1);
+        const float cr = AD_IN(jc), ci = AD_IN(jc + 1), dr = AD_IN(jd), di = AD_IN(jd + 1);
+        const float apcr = ar + cr, apci = ai + ci;
+        const float amcr = ar - cr, amci = ai - ci;
+        const float bpdr = br + dr, bpdi = bi + di;
+        const float bmdr = br - dr, bmdi = bi - di;
         const float t1r = amcr + bmdi, t1i = amci - bmdr;
         const float t2r = apcr - bpdr, t2i = apci - bpdi;
         const float t3r = amcr - bmdi, t3i = amci + bmdr;
@@ -99,6 +106,7 @@ AD_INLINE void radix4_first(const float *restrict in, float *restrict yr, float 
         yr[4 * p + 3] = w3r[p] * t3r - w3i[p] * t3i;
         yi[4 * p + 3] = w3r[p] * t3i + w3i[p] * t3r;
     }
+#undef AD_IN
 }
 
 /* The last stage (n = 8, s = 64): an 8-point DFT per q, no twiddles,
@@ -147,40 +155,82 @@ AD_INLINE void radix8_last(const float *restrict xr, const float *restrict xi,
     }
 }
 
-AD_HOT void ad_rfft_forward(const ad_rfft *restrict fft, const float *restrict in,
-                            float *restrict out_re, float *restrict out_im,
-                            float *restrict work)
+/* The three radix-4 stages and the radix-8 one: z (AD_FFT_HALF complex, natural order)
+ * ends in zr, zi = work, work + AD_FFT_HALF. */
+AD_INLINE void complex_fft(const ad_rfft *restrict fft, const float *restrict in,
+                           const int windowed, const float *restrict window,
+                           float *restrict work)
 {
     enum { M = AD_FFT_HALF };
     float *restrict xr = work, *restrict xi = work + M;
     float *restrict yr = work + 2 * M, *restrict yi = work + 3 * M;
 
-    radix4_first(in, yr, yi, fft);                    /* n = 512, s = 1   */
+    radix4_first(in, windowed, window, yr, yi, fft);           /* n = 512, s = 1   */
     radix4_stage(128, 4, yr, yi, xr, xi, fft, 128);   /* n = 128, s = 4   */
     radix4_stage(32, 16, xr, xi, yr, yi, fft, 160);   /* n = 32,  s = 16  */
     radix8_last(yr, yi, xr, xi);                      /* n = 8,   s = 64  */
+}
 
-    /* Split Z = FFT(z) into the real spectrum: with E = (Z[k] + conj Z[M-k]) / 2 (even
-     * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O.
-     * Bins k and M-k share their inputs: with A = E(k) and B = W^k O(k),
-     * X[k] = A + B and X[M-k] = conj(A - B), so one pass over k < M/2 gives both. */
-    const float *restrict zr = xr, *restrict zi = xi;
+/* Split Z = FFT(z) into the real spectrum: with E = (Z[k] + conj Z[M-k]) / 2 (even
+ * samples) and O = (Z[k] - conj Z[M-k]) / 2i (odd samples), X[k] = E + W^k O.
+ * Bins k and M-k share their inputs: with A = E(k) and B = W^k O(k),
+ * X[k] = A + B and X[M-k] = conj(A - B), so one pass over k < M/2 gives both.
+ * With to_power (a compile-time constant: always inlined) it writes |X[k]|^2 to power, not
+ * X: re * re + im * im of the very values out_re, out_im would hold (the same bits as a
+ * separate power pass), without storing and reloading the spectrum. */
+AD_INLINE void split_real(const ad_rfft *restrict fft, const float *restrict zr,
+                          const float *restrict zi, float *restrict out_re,
+                          float *restrict out_im, const int to_power, float *restrict power)
+{
+    enum { M = AD_FFT_HALF };
     const float *restrict pr = fft->post_re, *restrict pi = fft->post_im;
-    out_re[0] = zr[0] + zi[0];
-    out_im[0] = 0.0f;
-    out_re[M] = zr[0] - zi[0];
-    out_im[M] = 0.0f;
-    out_re[M / 2] = zr[M / 2];      /* k = M/2 pairs with itself: X = conj Z[M/2] */
-    out_im[M / 2] = -zi[M / 2];
+    /* k = 0 and M/2 (which pairs with itself: X = conj Z[M/2]) have no partner */
+    const float x0r = zr[0] + zi[0], xmr = zr[0] - zi[0];
+    const float xhr = zr[M / 2], xhi = -zi[M / 2];
+    if (to_power) {
+        power[0] = x0r * x0r;  /* + 0 * 0: Im X is 0 at both ends */
+        power[M] = xmr * xmr;
+        power[M / 2] = xhr * xhr + xhi * xhi;
+    } else {
+        out_re[0] = x0r;
+        out_im[0] = 0.0f;
+        out_re[M] = xmr;
+        out_im[M] = 0.0f;
+        out_re[M / 2] = xhr;
+        out_im[M / 2] = xhi;
+    }
     for (int k = 1; k < M / 2; k++) {
         const float cr = zr[M - k], ci = -zi[M - k];
         const float e_r = zr[k] + cr, e_i = zi[k] + ci;   /* 2E */
         const float o_r = zi[k] - ci, o_i = cr - zr[k];   /* 2O */
         const float a_r = 0.5f * e_r, a_i = 0.5f * e_i;
         const float b_r = pr[k] * o_r - pi[k] * o_i, b_i = pr[k] * o_i + pi[k] * o_r;
-        out_re[k] = a_r + b_r;
-        out_im[k] = a_i + b_i;
-        out_re[M - k] = a_r - b_r;
-        out_im[M - k] = b_i - a_i;
+        const float xkr = a_r + b_r, xki = a_i + b_i;     /* X[k] */
+        const float xmkr = a_r - b_r, xmki = b_i - a_i;   /* X[M-k] */
+        if (to_power) {
+            power[k] = xkr * xkr + xki * xki;
+            power[M - k] = xmkr * xmkr + xmki * xmki;
+        } else {
+            out_re[k] = xkr;
+            out_im[k] = xki;
+            out_re[M - k] = xmkr;
+            out_im[M - k] = xmki;
+        }
     }
+}
+
+AD_HOT void ad_rfft_forward(const ad_rfft *restrict fft, const float *restrict in,
+                            float *restrict out_re, float *restrict out_im,
+                            float *restrict work)
+{
+    complex_fft(fft, in, 0, NULL, work);
+    split_real(fft, work, work + AD_FFT_HALF, out_re, out_im, 0, NULL);
+}
+
+AD_HOT void ad_rfft_power(const ad_rfft *restrict fft, const float *restrict window,
+                          const float *restrict in, float *restrict power,
+                          float *restrict work)
+{
+    complex_fft(fft, in, 1, window, work);
+    split_real(fft, work, work + AD_FFT_HALF, NULL, NULL, 1, power);
 }

@@ -1,6 +1,6 @@
 /* ad_fft.h: the 1024-point real FFT of the edge-ad front end.
  *
- * Its own seam: the front end only calls ad_rfft_init once and ad_rfft_forward per frame,
+ * Its own seam: the front end only calls ad_rfft_init once and ad_rfft_power per frame,
  * so another FFT (CMSIS-DSP arm_rfft_fast_f32, PFFFT) can replace this file without
  * touching the other stages.
  *
@@ -51,6 +51,18 @@ void ad_rfft_init(ad_rfft *fft);
  * Never allocates; reads only the tables of fft. */
 void ad_rfft_forward(const ad_rfft *fft, const float *in, float *out_re, float *out_im,
                      float *work);
+
+/* Power spectrum of a windowed frame, what the front end needs, in one call:
+ *   power[k] = Re X[k]^2 + Im X[k]^2 (k < AD_FFT_BINS), X = rfft(window[n] * in[n]),
+ * the same bits as ad_window_apply, ad_rfft_forward and ad_power_spectrum in turn (the
+ * golden driver checks on every architecture). Fused because those two cheap stages
+ * were ~10% of a frame, mostly storing and reloading 1024 samples and 1026 spectrum
+ * values: the window multiply happens as the first stage reads its input, the squares as
+ * the split pass computes each bin.
+ *   window: AD_FFT_N floats; in: AD_FFT_N floats; power: AD_FFT_BINS floats (only those
+ *   are written); work: AD_FFT_WORK floats of scratch, not aliasing the others. */
+void ad_rfft_power(const ad_rfft *fft, const float *window, const float *in, float *power,
+                   float *work);
 
 #ifdef __cplusplus
 }

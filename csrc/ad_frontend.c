@@ -1,5 +1,6 @@
 /* ad_frontend.c: setup (init, validation) and the two drivers, streaming and whole clip.
- * The per-frame hot path is ad_frontend_frame_f32: five stage calls on state buffers. */
+ * The per-frame hot path is ad_frontend_frame_f32: four stage calls on state buffers
+ * (window, FFT and power fused in one, see ad_fft.h). */
 #include "edge_ad.h"
 
 #include <float.h>
@@ -39,7 +40,7 @@ ad_status ad_frontend_init(ad_frontend *st, const ad_config *cfg)
 {
     if (!st)
         return AD_ERR_NULL;
-    memset(st, 0, sizeof *st); /* not ready until the end */
+    memset(st, 0, sizeof *st); /* not ready until the end; zeroes st->power's tail */
     if (!cfg || !cfg->window || !cfg->mel_starts || !cfg->mel_lengths ||
         !cfg->mel_offsets || (!cfg->mel_weights && cfg->n_mel_weights > 0))
         return AD_ERR_NULL;
@@ -81,11 +82,18 @@ void ad_frontend_reset(ad_frontend *st)
     ad_context_reset(&st->ring);
 }
 
+/* p rounded up to a multiple of 64 bytes (st->fft_work has the room) */
+static float *align64(float *p)
+{
+    return p + ((64 - (uintptr_t)p % 64) % 64) / sizeof(float);
+}
+
 size_t ad_frontend_frame_f32(ad_frontend *st, const float *frame, float *out)
 {
-    ad_window_apply(st->window, frame, st->frame);
-    ad_rfft_forward(&st->fft, st->frame, st->spec_re, st->spec_im, st->fft_work);
-    ad_power_spectrum(st->spec_re, st->spec_im, st->power);
+    /* = ad_window_apply, ad_rfft_forward, ad_power_spectrum, fused (see ad_fft.h); it
+     * writes AD_N_BINS values: the power's tail, which the mel bands' zero padding meets,
+     * stays 0 from init */
+    ad_rfft_power(&st->fft, st->window, frame, st->power, align64(st->fft_work));
     ad_mel_apply(&st->mel, st->power, st->mel_energy);
     return ad_log10_floor(st->mel_energy, out, AD_N_MELS, st->log_floor);
 }

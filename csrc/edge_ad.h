@@ -3,7 +3,8 @@
  * Pipeline per frame of AD_N_FFT samples:
  *   window (ad_window.c) -> real FFT (ad_fft.c) -> power (ad_power.c)
  *   -> sparse mel (ad_mel.c) -> log10 with floor (ad_log.c) -> context ring (ad_context.c)
- * and the streaming / whole-clip driver in ad_frontend.c.
+ * and the streaming / whole-clip driver in ad_frontend.c. The driver computes the first
+ * three in one call, ad_rfft_power (ad_fft.h), with the same bits.
  *
  * Sizes are compile-time constants so the state has a fixed size and no call allocates.
  * Tables (window, sparse mel filterbank) are computed in Python from the FeatureSpec
@@ -77,13 +78,17 @@ typedef struct {
 /* Sparse mel filterbank, CMSIS-DSP style: band m is
  * sum_j weights[offsets[m] + j] * power[starts[m] + j], j < lengths[m].
  * ad_mel_table_init pads every band with zero weights to a multiple of AD_MEL_LANES so the
- * inner loop has no remainder and vectorises; power buffers hold AD_POWER_LEN floats. */
+ * inner loop has no remainder and vectorises, and further to the longest band of its group
+ * of AD_MEL_LANES bands, so a group is one loop of four independent sums (see ad_mel.c).
+ * The padding reads up to AD_N_BINS + AD_MEL_LANES - 1 bins past a band's start: power
+ * buffers hold AD_POWER_LEN floats, zero past AD_N_BINS. */
 #define AD_MEL_LANES 4
-#define AD_POWER_LEN (AD_N_BINS + AD_MEL_LANES - 1)
-#define AD_MEL_PADDED_MAX (AD_MEL_WEIGHTS_MAX + (AD_MEL_LANES - 1) * AD_N_MELS)
+#define AD_POWER_LEN (2 * AD_N_BINS + AD_MEL_LANES - 1)
+/* each group pads its bands to its longest one, itself at most the group's padded total */
+#define AD_MEL_PADDED_MAX (AD_MEL_LANES * (AD_MEL_WEIGHTS_MAX + (AD_MEL_LANES - 1) * AD_N_MELS))
 typedef struct {
     int32_t starts[AD_N_MELS];
-    int32_t lengths[AD_N_MELS];   /* multiples of AD_MEL_LANES */
+    int32_t lengths[AD_N_MELS];   /* multiples of AD_MEL_LANES, equal within a group */
     int32_t offsets[AD_N_MELS];   /* multiples of AD_MEL_LANES */
     float weights[AD_MEL_PADDED_MAX];
 } ad_mel_table;
@@ -108,10 +113,9 @@ typedef struct {
     ad_context_ring ring;
     /* scratch of one frame */
     float edge_frame[AD_N_FFT];   /* a clip's first/last frames with their zero padding */
-    float frame[AD_N_FFT];
-    float fft_work[AD_FFT_WORK];
-    float spec_re[AD_N_BINS];
-    float spec_im[AD_N_BINS];
+    /* used from its first 64-byte boundary: the FFT's vector loads then never straddle a
+     * cache line whatever the struct's offset (cffi allocates it 16-byte aligned) */
+    float fft_work[AD_FFT_WORK + 16];
     float power[AD_POWER_LEN];
     float mel_energy[AD_N_MELS];
     float logmel[AD_N_MELS];

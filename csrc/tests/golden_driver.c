@@ -14,6 +14,7 @@
  *   stream_i16.f32  int16 push of round(x * 32768), clipped  (k, AD_VECTOR_SIZE)
  *   fft.f32         re[AD_FFT_BINS] then im[AD_FFT_BINS] of the first AD_FFT_N samples
  * It also checks, and exits 1 naming the failure: chunked push equals one push bit for bit,
+ * ad_rfft_power equals ad_window_apply, ad_rfft_forward, ad_power_spectrum in turn,
  * ad_frontend_vectors_for predicts every push, a push into a too small buffer stops and
  * resumes without losing samples, reset restarts the stream, init refuses bad configs.
  */
@@ -214,6 +215,15 @@ int main(int argc, char **argv)
     float spectrum[2 * AD_FFT_BINS], work[AD_FFT_WORK];
     ad_rfft_forward(&st->fft, frame, spectrum, spectrum + AD_FFT_BINS, work);
     write_file(argv[3], "fft.f32", spectrum, 2 * AD_FFT_BINS);
+
+    /* the front end's fused call equals the three stages in turn, bit for bit */
+    float windowed[AD_FFT_N], power[AD_POWER_LEN], fused[AD_FFT_BINS];
+    ad_window_apply(cfg.window, frame, windowed);
+    ad_rfft_forward(&st->fft, windowed, spectrum, spectrum + AD_FFT_BINS, work);
+    ad_power_spectrum(spectrum, spectrum + AD_FFT_BINS, power);
+    ad_rfft_power(&st->fft, cfg.window, frame, fused, work);
+    CHECK(memcmp(power, fused, sizeof fused) == 0,
+          "ad_rfft_power differs from window, rfft, power in turn");
 
     /* init refuses bad configurations (and leaves a state every call refuses) */
     ad_frontend *bad = malloc(sizeof *bad);
