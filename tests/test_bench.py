@@ -69,11 +69,26 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     np.testing.assert_allclose(got["scores"], scores, rtol=1e-5)
     assert got["table"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
 
+    # Each exported model file: scores recomputed here through its runtime, AUC by sklearn.
+    from edge import backends
+    from edge.scoring import clip_score
+
+    for name in bench.VARIANTS[1:]:
+        fmt, precision = name.split()
+        model = backends.load(bundle.path / f"model_{precision}.{fmt}", num_threads=1)
+        mine = [clip_score(trained_run.vectors(c), model.run(trained_run.vectors(c))) for c in test]
+        np.testing.assert_allclose(result["accuracy"][name]["scores"], mine, rtol=1e-5, err_msg=name)
+        assert result["accuracy"][name]["table"]["overall"]["auc"] == pytest.approx(
+            roc_auc_score(labels, mine), abs=1e-9), name
+
     # int8 sizes are about a quarter of float, the edge process decided on the recording.
     sizes = result["sizes"]
     assert 0.2 < sizes["tflite int8"] / sizes["tflite float"] < 0.4
     edge = result["edge_process"]
     assert edge["decisions"] > 0 and edge["peak_rss_mib"] > 10
+    # --quick joins 120 s of test clips; a 10 s window every 1 s decides at 11, 12, ... 120 s.
+    assert edge["audio_s"] == pytest.approx(120.0)
+    assert edge["decisions"] == 120 - 10
     assert result["frontend"]["c"]["hop"]["p50"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
