@@ -87,5 +87,7 @@ def test_synth_cli_writes_and_refuses_a_non_empty_folder(tmp_path, capsys):
                  "--duration", "0.5"]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
         "fan/id_01/abnormal/00000000.wav", "fan/id_01/normal/00000000.wav"]
+    before = _digests(out)
     assert main(["-q", "synth", str(out), "--ids", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
+    assert _digests(out) == before   # the earlier plant is untouched
