@@ -54,7 +54,7 @@ def test_random_classifier_scores_005_seed_pauc_and_05_mcclish():
     s = rng.random(200_000)
     assert metrics.pauc(y, s, p=0.1) == pytest.approx(0.05, abs=0.003)
     assert metrics.pauc_mcclish(y, s, p=0.1) == pytest.approx(0.5, abs=0.01)
-    assert metrics.auc(y, s) == pytest.approx(0.5, abs=0.01)
+    assert metrics.auc(y, s) == pytest.approx(0.5, abs=0.005)   # ~4 sd of the AUC at n = 200,000
 
 
 def test_rates_and_confusion_at_cutoff_match_sklearn_confusion_matrix():
@@ -79,6 +79,10 @@ def test_evaluate_table_per_id_and_overall():
         assert row["auc"] == pytest.approx(roc_auc_score(y[m], s[m]))
         assert row["pauc_mcclish"] == pytest.approx(roc_auc_score(y[m], s[m], max_fpr=0.1))
         assert (row["n_normal"], row["n_anomaly"]) == (30, 20)
+        assert row["pauc"] == pytest.approx(_independent_partial(y[m], s[m], 0.1) / 0.1, abs=1e-12)
+        (tn, fp), (fn, tp) = confusion_matrix(y[m], s[m] > 0.7, labels=[0, 1])
+        assert row["confusion"] == [[tn, fp], [fn, tp]]
+        assert row["tpr"] == pytest.approx(tp / (tp + fn)) and row["fpr"] == pytest.approx(fp / (fp + tn))
     assert table["overall"]["auc"] == pytest.approx(roc_auc_score(y, s))
     assert table["overall"]["mean_auc"] == pytest.approx(
         np.mean([table["per_id"][i]["auc"] for i in ("id_00", "id_02")]))
