@@ -152,3 +152,24 @@ def test_audio_errors_are_edge_ad_errors_and_value_errors(tmp_path: Path) -> Non
     with pytest.raises(EdgeAdError) as info:
         audio.load(tmp_path / "missing.wav")
     assert isinstance(info.value, ValueError) and info.value.exit_code == 2
+
+
+def test_a_folder_is_refused_as_a_folder_not_as_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match=rf"{tmp_path.name}: is a folder \(expected a WAV/FLAC"):
+        audio.load(tmp_path)
+
+
+def test_the_streaming_file_source_refuses_what_load_refuses(tmp_path: Path) -> None:
+    from edge.capture import FileSource
+
+    path = _pcm_wav(tmp_path / "cut.wav", 2 * SR)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match=r"cut\.wav: truncated") as streaming:
+        FileSource(path)
+    with pytest.raises(AudioError) as whole:
+        audio.load(path)
+    assert str(streaming.value) == str(whole.value)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.wav: file is empty"):
+        FileSource(tmp_path / "empty.wav")
