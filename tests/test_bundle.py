@@ -233,3 +233,19 @@ def test_bundle_module_imports_neither_torch_nor_scipy():
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_checking_an_output_folder_probes_it_and_leaves_nothing_behind(tmp_path):
+    from edge.errors import EdgeAdError
+
+    bundle_mod.check_writable(tmp_path / "new" / "bundle")
+    bundle_mod.check_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("data")
+    with pytest.raises(EdgeAdError, match=r"file: exists and is not a folder"):
+        bundle_mod.check_writable(tmp_path / "file")
+    with pytest.raises(EdgeAdError, match=r"is not a folder"):
+        bundle_mod.check_writable(tmp_path / "file" / "bundle")
+    with pytest.raises(EdgeAdError, match=r"/proc/edge-ad-test/b: cannot write in /proc"):
+        bundle_mod.check_writable("/proc/edge-ad-test/b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
