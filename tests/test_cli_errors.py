@@ -227,3 +227,12 @@ def test_console_command_prints_one_line_for_a_truncated_recording(tmp_path):
         f"edge-ad features: error: {tmp_path / 'cut.wav'}: truncated: header declares "
         f"{declared} data bytes, file holds {holds}"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["features", "score", "train"])
+def test_channel_and_mix_together_are_refused_as_contradictory(command, tmp_path, capsys):
+    argv = {"features": ["features", str(tmp_path / "a.wav")],
+            "score": ["score", str(tmp_path / "bundle"), str(tmp_path / "a.wav")],
+            "train": ["train", str(tmp_path), "--out", str(tmp_path / "run")]}[command]
+    line = _fail(capsys, *argv, "--channel", "3", "--mix")
+    assert "--mix" in line and "not allowed with argument --channel" in line

@@ -32,9 +32,10 @@ def add_parser(subparsers: Any) -> None:
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", metavar="FILE", nargs="+", help="recordings (WAV, FLAC, ...)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: next to each file)")
-    p.add_argument("--channel", type=int, default=0,
-                   help="channel of a multi-channel file (default 0, as the MIMII baselines)")
-    p.add_argument("--mix", action="store_true", help="mix all channels instead")
+    ch = p.add_mutually_exclusive_group()   # --channel 3 --mix would silently ignore one
+    ch.add_argument("--channel", type=int, default=0,
+                    help="channel of a multi-channel file (default 0, as the MIMII baselines)")
+    ch.add_argument("--mix", action="store_true", help="mix all channels instead")
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")
 
 

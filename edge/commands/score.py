@@ -29,8 +29,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (edge-ad export)")
     p.add_argument("files", metavar="FILE", nargs="+", help="recordings (WAV, FLAC, ...)")
     add_common_model_args(p)
-    p.add_argument("--channel", type=int, default=0, help="channel of a multi-channel file (default 0)")
-    p.add_argument("--mix", action="store_true", help="mix all channels instead")
+    ch = p.add_mutually_exclusive_group()   # --channel 3 --mix would silently ignore one
+    ch.add_argument("--channel", type=int, default=0, help="channel of a multi-channel file (default 0)")
+    ch.add_argument("--mix", action="store_true", help="mix all channels instead")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
