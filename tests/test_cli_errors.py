@@ -236,3 +236,12 @@ def test_channel_and_mix_together_are_refused_as_contradictory(command, tmp_path
             "train": ["train", str(tmp_path), "--out", str(tmp_path / "run")]}[command]
     line = _fail(capsys, *argv, "--channel", "3", "--mix")
     assert "--mix" in line and "not allowed with argument --channel" in line
+
+
+def test_train_force_never_replaces_the_dataset_it_reads(tiny_plant, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_plant, data)
+    before = {p: p.read_bytes() for p in _files(data) if p.is_file()}
+    line = _fail(capsys, "train", str(data), "--out", str(data), "--force", "--epochs", "1")
+    assert str(data) in line and "not a RUN folder" in line
+    assert {p: p.read_bytes() for p in _files(data) if p.is_file()} == before

@@ -136,6 +136,14 @@ def test_non_empty_run_is_refused_without_force_and_replaced_with_it(
     assert main(args) == 2
     assert "not empty" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces an earlier RUN only, never other data (a dataset passed as --out).
+    assert main(args + ["--force"]) == 2
+    assert "not a RUN folder" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    out = tmp_path / "earlier-run"
+    shutil.copytree(trained_run.path, out)
+    (out / "keep.txt").write_text("mine")
+    args[4] = str(out)
     assert main(args + ["--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "model.pt").is_file()
     with pytest.raises(RunError, match="missing"):

@@ -60,6 +60,11 @@ def check_out(out: Path, *, force: bool) -> None:
         raise RunError(f"{out}: exists and is not a folder (expected a RUN folder to write)")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise RunError(f"{out}: not empty; choose another --out or pass --force to replace it")
+    if force and out.is_dir() and any(out.iterdir()) and not any(
+            (out / name).is_file() for name in ("train.json", "model.pt")):
+        # --force replaces an earlier RUN, never other data (a dataset given as --out).
+        raise RunError(f"{out}: not empty and not a RUN folder (no train.json or model.pt); "
+                       "refusing to replace it even with --force")
     check_writable(out, expected="a writable folder for the RUN (--out)")
 
 
