@@ -60,3 +60,7 @@ class FrontendError(EdgeAdError, RuntimeError):
 
 class ThresholdError(EdgeAdError, ValueError):
     """Scores that cannot give a cutoff (too few, non-positive, identical) or a bad threshold file."""
+
+
+class SettingError(EdgeAdError, ValueError):
+    """An option value outside what it can be (a window too short to hold one vector, ...)."""

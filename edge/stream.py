@@ -19,6 +19,7 @@ import numpy as np
 
 from .capture import CaptureStats
 from .decision import Alarm, AlarmRule, Decision, utc_now
+from .errors import SettingError
 from .scoring import vector_errors
 from .spec import DEFAULT_SPEC, FeatureSpec
 
@@ -42,8 +43,8 @@ def window_vectors(window_s: float, *, spec: FeatureSpec = DEFAULT_SPEC) -> int:
     has after the seed's padding (309 for 10 s), so a window is scored like a training clip."""
     n = spec.n_vectors(int(round(window_s * spec.sample_rate)))
     if n < 1:
-        raise ValueError(f"window of {window_s} s holds no context vector; expected at least "
-                         f"{spec.min_samples / spec.sample_rate:.3f} s")
+        raise SettingError(f"--window {window_s:g} s holds no context vector; expected at least "
+                           f"{spec.min_samples / spec.sample_rate:.3f} s")
     return n
 
 

@@ -16,6 +16,7 @@ import soundfile as sf
 
 from edge.cli import COMMANDS, build_parser, main
 from edge.errors import EXIT_BAD_INPUT
+from edge.spec import DEFAULT_SPEC
 from runtime_support import bundle_dir, edge_ad
 
 SR = 16000
@@ -245,3 +246,13 @@ def test_train_force_never_replaces_the_dataset_it_reads(tiny_plant, tmp_path, c
     line = _fail(capsys, "train", str(data), "--out", str(data), "--force", "--epochs", "1")
     assert str(data) in line and "not a RUN folder" in line
     assert {p: p.read_bytes() for p in _files(data) if p.is_file()} == before
+
+
+def test_run_and_calibrate_refuse_a_window_too_short_for_one_vector(bundle, tmp_path, capsys):
+    clip = _wav(tmp_path / "clip.wav")
+    for argv in (["run", "--device", str(clip), "--model", str(bundle_dir(bundle)), "--fast"],
+                 ["calibrate", "--device", str(clip), "--model", str(bundle_dir(bundle)), "--fast",
+                  "--minutes", "1", "--dry-run"]):
+        line = _fail(capsys, *argv, "--window", "10ms")
+        shortest = DEFAULT_SPEC.min_samples / DEFAULT_SPEC.sample_rate
+        assert f"--window 0.01 s holds no context vector; expected at least {shortest:.3f} s" in line

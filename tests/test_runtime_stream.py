@@ -48,6 +48,11 @@ def test_window_vectors_match_a_padded_training_clip():
     assert window_vectors(10.0) == 309 == DEFAULT_SPEC.n_vectors(160000)
     with pytest.raises(ValueError):
         window_vectors(0.01)
+    shortest = DEFAULT_SPEC.min_samples / DEFAULT_SPEC.sample_rate
+    with pytest.raises(EdgeAdError, match=rf"--window 0.01 s holds no context vector; expected at "
+                                          rf"least {shortest:.3f} s"):
+        window_vectors(0.01)
+    assert window_vectors(DEFAULT_SPEC.min_samples / DEFAULT_SPEC.sample_rate) == 1
 
 
 def test_window_score_equals_clip_score_of_the_last_window_for_random_block_sizes():

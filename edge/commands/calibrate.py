@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeAdError(f"--p {args.p}: expected a false-positive rate between 0 and 1")
     clip_s = parse_duration(args.window, what="--window")
     bundle = load_bundle(args.model)
+    from ..stream import window_vectors
+
+    window_vectors(clip_s, spec=bundle.spec)   # a window too short to score: refused before recording
     models = _models(bundle, args)
     seconds = args.minutes * 60.0
     source = open_source(args.device, spec=bundle.spec, fast=args.fast)

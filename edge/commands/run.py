@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.spool_max_events < 1:
         raise EdgeAdError(f"--spool-max-events {args.spool_max_events}: expected at least 1")
     bundle, model_path, threshold, backend = open_bundle(args)
+    from ..stream import window_vectors
+
+    window_vectors(window_s, spec=bundle.spec)   # a window too short to score: refused before capture
 
     alerts = sender = None
     if args.mqtt:
