@@ -256,3 +256,13 @@ def test_run_and_calibrate_refuse_a_window_too_short_for_one_vector(bundle, tmp_
         line = _fail(capsys, *argv, "--window", "10ms")
         shortest = DEFAULT_SPEC.min_samples / DEFAULT_SPEC.sample_rate
         assert f"--window 0.01 s holds no context vector; expected at least {shortest:.3f} s" in line
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_evaluate_and_export_refuse_fewer_than_one_job(command, tmp_path, capsys):
+    argv = [command, str(tmp_path / "run"), "--jobs", "0"]
+    if command == "export":
+        argv += ["--out", str(tmp_path / "bundle")]
+    line = _fail(capsys, *argv)
+    assert "--jobs 0: expected at least 1 process" in line
+    assert _files(tmp_path) == []

@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from train.pipeline import evaluate_run, format_faults, format_table
     from train.runs import load_run
 
+    if args.jobs < 1:
+        from edge.errors import EdgeAdError
+
+        raise EdgeAdError(f"--jobs {args.jobs}: expected at least 1 process")
     run_ = load_run(args.run, data=args.data)
     report_dir = Path(args.report) if args.report else run_.path / "report"
     if not args.no_report:

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     precisions = [args.precision] if args.precision else ["float", "int8"]
     try:
+        if args.jobs < 1:
+            raise EdgeAdError(f"--jobs {args.jobs}: expected at least 1 process")
         run_ = load_run(args.run, data=args.data)
         summary = export_run(run_, args.out, formats=args.formats, precisions=precisions,
                              calib=args.calib, max_auc_drop=args.max_auc_drop,
