@@ -48,10 +48,13 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     png = tmp_path / "bench.png"
     proc = subprocess.run(
         [sys.executable, "-m", "edge", "-q", "bench", "--model", str(trained_run.path),
-         "--model", str(bundle.path), "--json", "--quick", "--plot", str(png)],
+         "--model", str(bundle.path), "--json", "--quick", "--plot", str(png),
+         "--out", str(tmp_path / "bench.json")],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
+    assert json.loads((tmp_path / "bench.json").read_text()) == result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.png"]  # no temporaries
     assert set(result["accuracy"]) == set(bench.VARIANTS)
     assert set(result["latency"]) == set(bench.VARIANTS)
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]

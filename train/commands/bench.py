@@ -121,7 +121,15 @@ def run(args: argparse.Namespace) -> int:
             result["edge_process"] = bench.bench_edge_path(bundle_dir, rec)
     text = json.dumps(result, indent=2, default=float)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        # Whole or not at all: an earlier result file is replaced only by a complete one.
+        import os
+
+        tmp = Path(args.out).with_name(f".{Path(args.out).name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text + "\n")
+            os.replace(tmp, args.out)
+        finally:
+            tmp.unlink(missing_ok=True)
     if args.plot:
         bench.plot(result, args.plot)
     if args.json:
