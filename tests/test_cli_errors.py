@@ -266,3 +266,16 @@ def test_evaluate_and_export_refuse_fewer_than_one_job(command, tmp_path, capsys
     line = _fail(capsys, *argv)
     assert "--jobs 0: expected at least 1 process" in line
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["model.pt", "scores.json", "clips.json", "model.json"])
+def test_a_damaged_run_file_is_named_by_evaluate_and_export(name, trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.path, run)
+    damaged = run / name
+    damaged.write_bytes(damaged.read_bytes()[:40])    # cut short, as by a full disk or a bad copy
+    for argv in (["evaluate", str(run), "--no-report"],
+                 ["export", str(run), "--out", str(tmp_path / "bundle")]):
+        line = _fail(capsys, *argv)
+        assert f"{damaged}: " in line and "expected the file edge-ad train wrote" in line
+    assert not (tmp_path / "bundle").exists() and not (run / "report").exists()

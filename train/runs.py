@@ -161,20 +161,31 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
         raise RunError(f"{path}: missing {missing}; expected a complete RUN folder written by edge-ad train")
+    name = ""
     try:
-        clips_doc = json.loads((path / "clips.json").read_text())
-        scores_doc = json.loads((path / "scores.json").read_text())
-        info = json.loads((path / "train.json").read_text())
-        config = ModelConfig.from_dict(json.loads((path / "model.json").read_text()))
+        docs = {}
+        for name in ("clips.json", "scores.json", "train.json", "model.json"):
+            docs[name] = json.loads((path / name).read_text())
+        clips_doc, scores_doc, info = docs["clips.json"], docs["scores.json"], docs["train.json"]
+        name = "model.json"
+        config = ModelConfig.from_dict(docs["model.json"])
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise RunError(f"{path}: a RUN file is not valid ({e})") from None
+        raise RunError(f"{path / name}: not valid ({e}); expected the file edge-ad train "
+                       "wrote") from None
     spec = FeatureSpec.from_json((path / "feature_spec.json").read_text())
     if spec.vector_size != config.input_size:
         raise SpecMismatchError(f"{path}: model input {config.input_size} but feature vectors "
                                 f"of {spec.vector_size}")
     root = Path(data).resolve() if data is not None else Path(clips_doc["root"])
     clips = [Clip.from_dict(d, root) for d in clips_doc["clips"]]
-    return Run(path=path, model=load(path), model_config=config, spec=spec,
+    try:
+        model = load(path)
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        # torch.load's messages for a damaged file run to a paragraph; the first sentence says it.
+        first = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0]
+        raise RunError(f"{path / 'model.pt'}: cannot be read as the RUN's weights ({first}); "
+                       "expected the file edge-ad train wrote") from None
+    return Run(path=path, model=model, model_config=config, spec=spec,
                threshold=Threshold.load(path / "threshold.json"), root=root,
                machine=clips_doc.get("machine", ""), clips=clips,
                scores={d["path"]: float(d["score"]) for d in scores_doc["clips"]}, info=info)
