@@ -268,7 +268,8 @@ def test_evaluate_and_export_refuse_fewer_than_one_job(command, tmp_path, capsys
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["model.pt", "scores.json", "clips.json", "model.json"])
+@pytest.mark.parametrize("name", ["model.pt", "scores.json", "clips.json", "model.json",
+                                  "feature_spec.json", "threshold.json"])
 def test_a_damaged_run_file_is_named_by_evaluate_and_export(name, trained_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained_run.path, run)
@@ -277,5 +278,9 @@ def test_a_damaged_run_file_is_named_by_evaluate_and_export(name, trained_run, t
     for argv in (["evaluate", str(run), "--no-report"],
                  ["export", str(run), "--out", str(tmp_path / "bundle")]):
         line = _fail(capsys, *argv)
-        assert f"{damaged}: " in line and "expected the file edge-ad train wrote" in line
+        assert f"{damaged}: " in line
+        if name in ("model.pt", "scores.json", "clips.json", "model.json"):
+            assert "expected the file edge-ad train wrote" in line
+        else:
+            assert "not valid JSON" in line
     assert not (tmp_path / "bundle").exists() and not (run / "report").exists()

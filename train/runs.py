@@ -172,7 +172,10 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise RunError(f"{path / name}: not valid ({e}); expected the file edge-ad train "
                        "wrote") from None
-    spec = FeatureSpec.from_json((path / "feature_spec.json").read_text())
+    try:
+        spec = FeatureSpec.from_json((path / "feature_spec.json").read_text())
+    except SpecMismatchError as e:
+        raise SpecMismatchError(f"{path / 'feature_spec.json'}: {e}") from None
     if spec.vector_size != config.input_size:
         raise SpecMismatchError(f"{path}: model input {config.input_size} but feature vectors "
                                 f"of {spec.vector_size}")
