@@ -88,19 +88,19 @@ def _pcm_wav(path: Path, n: int, channels: int = 1) -> Path:
     return path
 
 
-def test_missing_file(tmp_path: Path) -> None:
+def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match=r"nope\.wav: no such file"):
         audio.load(tmp_path / "nope.wav")
 
 
-def test_empty_file(tmp_path: Path) -> None:
+def test_an_empty_file_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "empty.wav"
     path.write_bytes(b"")
     with pytest.raises(AudioError, match=r"empty\.wav: file is empty"):
         audio.load(path)
 
 
-def test_truncated_file(tmp_path: Path) -> None:
+def test_a_truncated_file_is_refused_naming_it(tmp_path: Path) -> None:
     path = _pcm_wav(tmp_path / "cut.wav", 2 * SR)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -115,14 +115,14 @@ def test_header_only_file_has_no_samples(tmp_path: Path) -> None:
         audio.load(path)
 
 
-def test_not_audio(tmp_path: Path) -> None:
+def test_a_file_that_is_not_audio_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "notes.wav"
     path.write_text("these are not samples\n" * 50)
     with pytest.raises(AudioError, match=r"notes\.wav: not a readable audio file"):
         audio.load(path)
 
 
-def test_too_short_for_one_context_window(tmp_path: Path) -> None:
+def test_a_clip_too_short_for_one_context_window_is_refused(tmp_path: Path) -> None:
     n = DEFAULT_SPEC.min_samples - 1
     path = _pcm_wav(tmp_path / "short.wav", n)
     with pytest.raises(AudioError, match=r"short\.wav: .* too short"):
@@ -132,7 +132,7 @@ def test_too_short_for_one_context_window(tmp_path: Path) -> None:
     assert DEFAULT_SPEC.n_vectors(len(audio.load(path))) == 1
 
 
-def test_non_finite_samples(tmp_path: Path) -> None:
+def test_non_finite_samples_are_refused_and_counted(tmp_path: Path) -> None:
     x = np.zeros(SR, np.float32)
     x[10], x[20] = np.nan, np.inf
     path = tmp_path / "nan.wav"
@@ -142,7 +142,7 @@ def test_non_finite_samples(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("channel, channels", [(8, 8), (-1, 8), (1, 1)])
-def test_channel_out_of_range(tmp_path: Path, channel: int, channels: int) -> None:
+def test_a_channel_out_of_range_is_refused_naming_the_channel_count(tmp_path: Path, channel: int, channels: int) -> None:
     path = _pcm_wav(tmp_path / "multi.wav", SR, channels)
     with pytest.raises(AudioError, match=rf"multi\.wav: has {channels} channel.*--channel {channel}"):
         audio.load(path, channel=channel)
