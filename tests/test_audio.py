@@ -142,7 +142,8 @@ def test_non_finite_samples_are_refused_and_counted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("channel, channels", [(8, 8), (-1, 8), (1, 1)])
-def test_a_channel_out_of_range_is_refused_naming_the_channel_count(tmp_path: Path, channel: int, channels: int) -> None:
+def test_a_channel_out_of_range_is_refused_naming_the_channel_count(tmp_path: Path, channel: int,
+                                                                    channels: int) -> None:
     path = _pcm_wav(tmp_path / "multi.wav", SR, channels)
     with pytest.raises(AudioError, match=rf"multi\.wav: has {channels} channel.*--channel {channel}"):
         audio.load(path, channel=channel)
