@@ -114,6 +114,7 @@ def test_synth_refuses_a_machine_name_that_is_not_one_folder(machine, tmp_path, 
     ("--normal", "0", "expected at least 1 normal clip"),
     ("--abnormal", "-1", "expected 0 or more abnormal clips"),
     ("--jobs", "0", "expected at least 1 process"),
+    ("--snr", "nan", "expected a ratio from -40 to 60 dB"),
 ])
 def test_synth_names_the_bad_count(option, value, expected, tmp_path, capsys):
     line = _fail(capsys, "synth", str(tmp_path / "plant"), option, value)
@@ -284,3 +285,14 @@ def test_a_damaged_run_file_is_named_by_evaluate_and_export(name, trained_run, t
         else:
             assert "not valid JSON" in line
     assert not (tmp_path / "bundle").exists() and not (run / "report").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_data_that_is_not_a_folder_is_refused_naming_it(command, trained_run, tmp_path, capsys):
+    clip = _wav(tmp_path / "clip.wav")
+    argv = [command, str(trained_run.path), "--data", str(clip)]
+    if command == "export":
+        argv += ["--out", str(tmp_path / "bundle")]
+    line = _fail(capsys, *argv)
+    assert f"--data {clip}: not a folder" in line
+    assert not (tmp_path / "bundle").exists()

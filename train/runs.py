@@ -179,6 +179,9 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
     if spec.vector_size != config.input_size:
         raise SpecMismatchError(f"{path}: model input {config.input_size} but feature vectors "
                                 f"of {spec.vector_size}")
+    if data is not None and not Path(data).is_dir():
+        raise RunError(f"--data {data}: not a folder (expected the dataset folder the RUN was "
+                       "trained on)")
     root = Path(data).resolve() if data is not None else Path(clips_doc["root"])
     clips = [Clip.from_dict(d, root) for d in clips_doc["clips"]]
     try:

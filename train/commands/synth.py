@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeAdError(f"--abnormal {args.abnormal}: expected 0 or more abnormal clips per ID")
     if args.jobs < 1:
         raise EdgeAdError(f"--jobs {args.jobs}: expected at least 1 process")
+    if not -40 <= args.snr <= 60:   # NaN fails too: it wrote clips of -32768 only
+        raise EdgeAdError(f"--snr {args.snr}: expected a ratio from -40 to 60 dB")
     if not 0.2 <= args.duration <= 600:
         raise EdgeAdError(f"--duration {args.duration}: expected 0.2 to 600 seconds")
     if out.exists() and not out.is_dir():
