@@ -39,9 +39,14 @@ class AlarmRule:
     k: int = 1
     n: int = 1
 
+    # The last N decisions are kept and summed at every step; a day of 1 s steps is far
+    # beyond any sensible rule, and a typo's N would otherwise grow memory for months.
+    MAX_N = 86400
+
     def __post_init__(self) -> None:
-        if not 1 <= self.k <= self.n:
-            raise EdgeAdError(f"alarm rule {self.k}/{self.n}: expected K/N with 1 <= K <= N")
+        if not 1 <= self.k <= self.n <= self.MAX_N:
+            raise EdgeAdError(f"--alarm {self.k}/{self.n}: expected K/N with 1 <= K <= N "
+                              f"<= {self.MAX_N}")
 
     @classmethod
     def parse(cls, text: str) -> "AlarmRule":

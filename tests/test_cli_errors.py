@@ -173,6 +173,7 @@ def test_features_refuses_an_output_folder_it_cannot_write(tmp_path, capsys):
     ("--window", "0", "expected a duration above 0"),
     ("--every", "abc", "expected a duration such as"),
     ("--alarm", "5/3", "expected K/N with 1 <= K <= N"),
+    ("--alarm", "3/100000000000", "expected K/N with 1 <= K <= N <= 86400"),
 ])
 def test_run_refuses_a_bad_option_without_mqtt_before_opening_anything(option, value, expected,
                                                                        tmp_path, capsys):

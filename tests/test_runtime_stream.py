@@ -93,7 +93,8 @@ def test_anomaly_is_score_above_cutoff_and_alarm_needs_k_of_n():
 
 def test_alarm_rule_parsing_and_state():
     assert AlarmRule.parse("3/5") == AlarmRule(3, 5)
-    for bad in ("0/1", "4/3", "x", "1/"):
+    assert AlarmRule.parse("1/86400") == AlarmRule(1, 86400)
+    for bad in ("0/1", "4/3", "x", "1/", "1/86401"):
         with pytest.raises(EdgeAdError):
             AlarmRule.parse(bad)
     a = Alarm(AlarmRule(2, 3))
