@@ -402,6 +402,16 @@ def test_gate_passes_a_good_int8_export_and_records_the_drops(vector_run, tmp_pa
     drops = summary["gate"]["drops"]["onnx"]["test"]
     assert sorted(drops) == ["id_00", "id_02"]
     assert all(abs(d["auc_drop"]) <= 0.005 for d in drops.values())
+    # Each recorded drop: sklearn's AUC of the float file's scores minus the int8 file's.
+    from sklearn.metrics import roc_auc_score
+
+    backends = {p: load(tmp_path / "b" / f"model_{p}.onnx") for p in ("float", "int8")}
+    for id_, d in drops.items():
+        clips = [c for c in vector_run.clips_in("test") if c.id == id_]
+        y = [c.label == "anomaly" for c in clips]
+        auc = {p: roc_auc_score(y, [clip_score(vector_run.vectors(c), b.run(vector_run.vectors(c)))
+                                    for c in clips]) for p, b in backends.items()}
+        assert d["auc_drop"] == pytest.approx(auc["float"] - auc["int8"], abs=1e-9), id_
     manifest = load_bundle(tmp_path / "b").manifest
     aucs = [r["auc"] for r in manifest["models"]["model_float.onnx"]["metrics"]["test"]["per_id"].values()]
     assert min(aucs) >= 0.95       # the float model separates the swapped clips
