@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 
+def _own_info_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("edge", "train",
+                                                                              "root", "__main__")
+
+
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="edge-ad",
@@ -60,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="edge-ad: %(levelname)s: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:
+        # Libraries' INFO lines (TensorFlow's saved assets, the ONNX exporter's passes) are
+        # their detail, not ours: shown from -vv on.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_own_info_only)
+    # Progress bars only on a terminal: in a log file their carriage returns are noise.
+    args.progress = not args.quiet and sys.stderr.isatty()
     if args.command is None:
         parser.print_help()
         return 0

@@ -245,6 +245,27 @@ def _mle_free_loc(x: np.ndarray) -> tuple[float, float, float]:
     return k, theta, loc
 
 
+def binomial_interval(p: float, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Where the observed fraction of ``n`` normal clips above a cutoff that truly passes
+    a fraction ``p`` falls with probability ``level``: ``(k_lo / n, k_hi / n)``, with
+    ``k_lo``/``k_hi`` the equal-tailed quantiles of Binomial(n, p) (exact sums, no scipy).
+    """
+    if n < 1:
+        raise ValueError(f"n={n}: expected at least one clip")
+    if not 0.0 < p < 1.0 or not 0.0 < level < 1.0:
+        raise ValueError(f"p={p}, level={level}: expected both between 0 and 1")
+    tail = (1.0 - level) / 2.0
+    cdf, k_lo, k_hi = 0.0, None, n
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * p ** k * (1.0 - p) ** (n - k)
+        if k_lo is None and cdf >= tail:
+            k_lo = k
+        if cdf >= 1.0 - tail:
+            k_hi = k
+            break
+    return (k_lo or 0) / n, k_hi / n
+
+
 # --- the threshold -----------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Threshold:

@@ -207,12 +207,16 @@ def test_onnx_int8_is_qdq_with_signed_per_channel_weights(models):
     assert all(inits[n.input[2]].dtype == np.int8 for n in act_q)          # S8 activations
 
 
-def test_tflite_int8_has_int8_input_output_and_per_channel_weights(models):
+def test_tflite_int8_quantises_inside_with_float_io_and_per_channel_weights(models):
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(models["model_int8.tflite"]))
-    assert it.get_input_details()[0]["dtype"] == np.int8
-    assert it.get_output_details()[0]["dtype"] == np.int8
+    assert it.get_input_details()[0]["dtype"] == np.float32
+    assert it.get_output_details()[0]["dtype"] == np.float32
+    ops = [op["op_name"] for op in it._get_ops_details()]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    assert ops[1:-1] == ["FULLY_CONNECTED"] * 6
+    assert load(models["model_int8.tflite"]).precision == "int8"
     per_channel = [d for d in it.get_tensor_details()
                    if d["dtype"] == np.int8 and len(d["shape"]) == 2
                    and len(d["quantization_parameters"]["scales"]) == d["shape"][0] > 1]
@@ -227,9 +231,10 @@ def test_tflite_backend_quantises_like_the_models_own_quantize_ops(model, calibr
     peer = tmp_path / "float_io.tflite"
     peer.write_bytes(tflite_export.convert_int8(layers, calibration, float_io=True))
     ours = tmp_path / "int8_io.tflite"
-    ours.write_bytes(tflite_export.convert_int8(layers, calibration))
+    ours.write_bytes(tflite_export.convert_int8(layers, calibration, float_io=False))
     a, b = load(ours), load(peer)
-    assert (a.precision, b.precision) == ("int8", "float")     # b's I/O is float
+    assert (a.precision, b.precision) == ("int8", "int8")
+    assert a._in_q is not None and b._in_q is None            # b's I/O is float
     x = np.concatenate(held_out[::8])
     ya, yb = a.run(x), b.run(x)
     step = float(a._out_q[0])
@@ -241,7 +246,7 @@ def test_tflite_fixed_batch_model_runs_any_number_of_rows(model, calibration, he
                                                           tmp_path):
     layers = fold_batchnorm(model)
     fixed = tmp_path / "fixed4.tflite"
-    fixed.write_bytes(tflite_export.convert_int8(layers, calibration, batch=4))
+    fixed.write_bytes(tflite_export.convert_int8(layers, calibration, batch=4, float_io=False))
     x = held_out[0][:10]          # 10 rows: two full batches and a padded one
     backend = load(fixed)
     assert backend._fixed_batch == 4

@@ -30,6 +30,22 @@ def _plt():
     return plt
 
 
+def fpr_sentence(fpr_obs: dict[str, Any], p: float) -> str:
+    """The observed false-positive rates of ``evaluate_run``'s ``observed_fpr`` in words."""
+    names = {"train": "training", "val": "validation", "test": "test"}
+    parts = []
+    for split, name in names.items():
+        r = fpr_obs.get(split)
+        if not isinstance(r, dict):
+            continue
+        lo, hi = r["interval"]
+        parts.append(f"{name} {r['fpr']:.4f} of {r['n']} normal clips (an exact cutoff gives "
+                     f"{lo:.3f}..{hi:.3f} 95% of the time{'' if r['within'] else '; OUTSIDE'})")
+    fitted = names.get(fpr_obs.get("fitted_on", ""), "?")
+    return (f"Observed false-positive rate at the cutoff (fitted on the {fitted} clips), "
+            f"intended p = {p:g}: " + "; ".join(parts) + ".")
+
+
 def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) -> Path:
     """Write the PNGs, ``result.json`` and ``report.md`` into ``out``; returns report.md."""
     from .pipeline import markdown_table
@@ -169,9 +185,7 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
         f"Machine type `{run.machine}`, model {run.model_config.layer_sizes}, "
         f"cutoff {th.cutoff:.6g} ({th.fit}: gamma shape {th.shape:.4g}, scale {th.scale:.4g}, "
         f"loc {th.loc:.4g}, p = {th.p:g}).", "",
-        f"Observed false-positive rate at the cutoff: training {fpr_obs.get('train', float('nan')):.4f}, "
-        + (f"validation {fpr_obs['val']:.4f}" if fpr_obs.get("val") is not None else "no validation clips")
-        + f", intended p = {th.p:g}.", "",
+        fpr_sentence(fpr_obs, th.p), "",
         "## Per machine ID (test clips)", "",
         markdown_table(result), "",
         f"pAUC is the seed's `(1/p) * integral_0^p TPR dFPR` (random classifier: {th.p / 2:g}); "

@@ -2,18 +2,24 @@
 
 A model with a dynamic batch (input shape signature ``[-1, d]``, what ``edge-ad export``
 writes) is resized to each call's batch; a model with a fixed batch is run in chunks of it.
-For an integer model the float input is quantised with the input tensor's own scale and
-zero point and the output dequantised with the output tensor's: both are read from the
-model, never assumed, so any int8 (or uint8) TFLite model of the right width works.
+An int8 model with float input and output (what ``edge-ad export`` writes) quantises inside
+its graph. For a model with integer input and output, the float input is quantised with the
+input tensor's own scale and zero point and the output dequantised with the output tensor's:
+both are read from the model, never assumed, so any int8 (or uint8) TFLite model of the
+right width works.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendError
+from ..native_output import native_stderr_to_log
 from . import check_input
+
+log = logging.getLogger(__name__)
 
 
 def _interpreter_class() -> tuple[type, str]:
@@ -66,7 +72,9 @@ class TFLiteBackend:
         self.path = Path(path)
         interpreter_class, self.name = _interpreter_class()
         try:
-            self._interp = interpreter_class(model_path=str(self.path), num_threads=num_threads)
+            # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every load
+            with native_stderr_to_log(log):
+                self._interp = interpreter_class(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"{self.path}: {self.name} cannot load the model: {e}") from None
         inputs = self._interp.get_input_details()
@@ -82,16 +90,23 @@ class TFLiteBackend:
         self._fixed_batch = None if signature[0] == -1 else int(signature[0])
         self._in_q = _tensor_quantization(self._in, self.path, "input")
         self._out_q = _tensor_quantization(self._out, self.path, "output")
-        self.precision = "int8" if self._in_q is not None else "float"
+        # An int8 model with float I/O quantises inside: its weights tell the precision.
+        int8_inside = any(np.dtype(d["dtype"]) == np.int8 for d in self._interp.get_tensor_details())
+        self.precision = "int8" if self._in_q is not None or int8_inside else "float"
         self._batch = None
         if self._fixed_batch is not None:
-            self._interp.allocate_tensors()
+            with native_stderr_to_log(log):
+                self._interp.allocate_tensors()
             self._batch = self._fixed_batch
 
     def _resize(self, n: int) -> None:
         if self._batch != n:
             self._interp.resize_tensor_input(self._in["index"], [n, self.width], strict=True)
-            self._interp.allocate_tensors()
+            if self._batch is None:     # the first allocation announces the XNNPACK delegate
+                with native_stderr_to_log(log):
+                    self._interp.allocate_tensors()
+            else:
+                self._interp.allocate_tensors()
             self._batch = n
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise DatasetError(f"{len(missing)} test clips of {args.run} are missing under {run_.root} "
                            f"(pass --data if the dataset moved), e.g. {missing[0]}")
-    result = evaluate_run(run_, jobs=args.jobs, progress=not args.quiet and not args.json,
+    result = evaluate_run(run_, jobs=args.jobs, progress=args.progress and not args.json,
                           baseline=not args.no_baseline)
     report = None
     if not args.no_report:
@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
     else:
         print(format_table(result))
+        from train.report import fpr_sentence
+
+        print(fpr_sentence(result["observed_fpr"], result["p"]))
         if result.get("per_fault"):
             print("synthetic fault families (all IDs, against the normal test clips):")
             print(format_faults(result))

@@ -61,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     records = write_plant(out, machine=args.machine, ids=args.ids, n_normal=args.normal,
                           n_abnormal=args.abnormal, snr_db=args.snr, seed=args.seed,
                           duration=args.duration, jobs=args.jobs,
-                          progress=not args.quiet)
+                          progress=args.progress)
     print(f"wrote {len(records)} clips to {out / args.machine} in {time.perf_counter() - start:.1f} s")
     return 0

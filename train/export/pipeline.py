@@ -6,13 +6,15 @@
    Float is always built, since it is the reference the int8 model is judged against.
 4. Score every clip with every model through the edge backends, exactly as the board
    will (int8 output dequantised, compared with the float input, SPEC 4).
-5. Refit the gamma cutoff of each model file on its own training-clip scores, so each
-   keeps the intended false-positive rate p.
-6. Per ID, on the validation and test clips: AUC, pAUC and McClish pAUC of every model.
-   The gate: where int8 loses more than ``max_auc_drop`` AUC or ``max_pauc_drop`` pAUC
-   (the seed's pAUC) against float of the same format, raise
-   :class:`~edge.errors.QuantizationGateError` and write nothing.
-7. Write the bundle atomically (:func:`edge.bundle.write_bundle`).
+5. Refit the gamma cutoff of each model file on its own scores of the clips the run's
+   cutoff was fitted on (validation clips by default, training clips for a run trained
+   with the seed's ``--cutoff-on train``), so each keeps the intended false-positive rate p.
+6. Per ID, on the validation and test clips: AUC, pAUC and McClish pAUC of every model,
+   and the observed false-positive rate of each cutoff on training, validation and test.
+7. The int8 gate (:mod:`.gate`): score agreement with float clip by clip, and AUC/pAUC
+   drops where a split is large enough to measure them. A failure raises
+   :class:`~edge.errors.QuantizationGateError` and writes nothing.
+8. Write the bundle atomically (:func:`edge.bundle.write_bundle`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from edge.errors import EdgeAdError, QuantizationGateError
 from edge.scoring import clip_score
 from edge.threshold import FIT_LOC0, fit_gamma
 
+from . import gate as gate_mod
 from .fold import Dense, fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,22 @@ def calibration_vectors(run: Any, *, n: int, seed: int) -> np.ndarray:
         raise EdgeAdError(f"{run.path}: no training vectors to calibrate int8 on")
     order = np.argsort(keys, kind="stable")
     return np.ascontiguousarray(rows[order])
+
+
+def cutoff_split(run: Any) -> str:
+    """The split whose normal clips the run's cutoff was fitted on: ``"val"`` (default) or
+    ``"train"`` (the seed's, ``edge-ad train --cutoff-on train``, and runs made before)."""
+    return str(getattr(run, "info", {}).get("cutoff_on", "train"))
+
+
+def observed_fprs(scores: np.ndarray, split_of: np.ndarray, normal: np.ndarray,
+                  cutoff: float) -> dict[str, float | None]:
+    """The fraction of normal clips above ``cutoff`` per split (None: no normal clip)."""
+    out: dict[str, float | None] = {}
+    for split in ("train", *SPLITS):
+        sel = (split_of == split) & normal
+        out[split] = float(np.mean(scores[sel] > cutoff)) if sel.any() else None
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -111,7 +130,7 @@ def _build(layers: list[Dense], calibration: np.ndarray, workdir: Path, formats:
         paths[f.name] = f
         if int8:
             q = workdir / bundle_mod.model_filename("tflite", "int8")
-            q.write_bytes(tflite_export.convert_int8(layers, calibration))
+            q.write_bytes(tflite_export.convert_int8(layers, calibration, float_io=True))
             paths[q.name] = q
     return paths
 
@@ -134,38 +153,13 @@ def _score_all(run: Any, paths: dict[str, Path], *, progress: bool) -> dict[str,
     return scores
 
 
-def _gate(metrics: dict[str, dict], names: dict[tuple[str, str], str], formats: Sequence[str], *,
-          max_auc_drop: float, max_pauc_drop: float) -> dict[str, Any]:
-    drops: dict[str, Any] = {}
-    failures: list[dict[str, Any]] = []
-    checked = 0
-    for fmt in formats:
-        f_name, q_name = names[(fmt, "float")], names[(fmt, "int8")]
-        drops[fmt] = {}
-        for split in SPLITS:
-            drops[fmt][split] = {}
-            f_ids = metrics[f_name][split]["per_id"]
-            q_ids = metrics[q_name][split]["per_id"]
-            for id_ in sorted(f_ids):
-                f, q = f_ids[id_], q_ids[id_]
-                if f["auc"] is None:
-                    continue        # one class only (e.g. validation clips are all normal)
-                checked += 1
-                d = {"auc_drop": f["auc"] - q["auc"], "pauc_drop": f["pauc"] - q["pauc"]}
-                drops[fmt][split][id_] = d
-                for metric, limit in (("auc", max_auc_drop), ("pauc", max_pauc_drop)):
-                    if d[f"{metric}_drop"] > limit:
-                        failures.append({"format": fmt, "split": split, "id": id_,
-                                         "metric": metric, "float": f[metric], "int8": q[metric],
-                                         "drop": d[f"{metric}_drop"], "limit": limit})
-    return {"max_auc_drop": max_auc_drop, "max_pauc_drop": max_pauc_drop,
-            "checked": checked, "passed": not failures and checked > 0,
-            "failures": failures, "drops": drops}
-
-
 def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
                precisions: Sequence[str] = PRECISIONS, calib: int = 1000,
-               max_auc_drop: float = 0.01, max_pauc_drop: float = 0.02, seed: int = 0,
+               max_auc_drop: float = gate_mod.DEFAULTS["max_auc_drop"],
+               max_pauc_drop: float = gate_mod.DEFAULTS["max_pauc_drop"],
+               min_correlation: float = gate_mod.DEFAULTS["min_correlation"],
+               max_shift: float = gate_mod.DEFAULTS["max_shift"],
+               max_flip_rate: float = gate_mod.DEFAULTS["max_flip_rate"], seed: int = 0,
                progress: bool = False, jobs: int = 2) -> dict[str, Any]:
     """Export a trained run to a bundle at ``out``; returns the summary (``--json``'s).
 
@@ -175,7 +169,9 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         formats: ``"tflite"`` and/or ``"onnx"``.
         precisions: ``"float"`` and/or ``"int8"`` model files to ship.
         calib: training vectors for int8 calibration.
-        max_auc_drop, max_pauc_drop: the gate, per ID, on validation and test clips.
+        max_auc_drop, max_pauc_drop: the largest AUC / pAUC an ID (or a split pooled) may
+            lose, judged where a split has enough clips (:mod:`.gate`).
+        min_correlation, max_shift, max_flip_rate: the gate's score agreement limits.
         seed: seeds the calibration sample.
 
     Raises:
@@ -194,9 +190,12 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
                           f"of {list(FORMATS)} and of {list(PRECISIONS)}")
     if calib < 1:
         raise EdgeAdError(f"--calib {calib}: expected at least 1 vector")
-    for name, v in (("--max-auc-drop", max_auc_drop), ("--max-pauc-drop", max_pauc_drop)):
+    for name, v in (("--max-auc-drop", max_auc_drop), ("--max-pauc-drop", max_pauc_drop),
+                    ("--min-correlation", min_correlation), ("--max-flip-rate", max_flip_rate)):
         if not 0 <= v <= 1:
             raise EdgeAdError(f"{name} {v}: expected a value between 0 and 1")
+    if not max_shift > 0:
+        raise EdgeAdError(f"--max-shift {max_shift}: expected a number > 0 (normal SDs)")
     out = bundle_mod.check_target(out)
     int8 = "int8" in precisions
     names = {(f, p): bundle_mod.model_filename(f, p) for f in formats for p in PRECISIONS}
@@ -211,17 +210,19 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
 
     clips = run.clips
     split_of = np.array([c.split for c in clips])
-    labels = np.array([c.is_anomaly for c in clips])
+    labels = np.array([c.is_anomaly for c in clips], dtype=bool)
     ids = [c.id for c in clips]
     p = run.threshold.p
     floc = 0.0 if run.threshold.fit == FIT_LOC0 else None
     from train import metrics as m
 
     held_out = np.isin(split_of, SPLITS)
+    fit_on = cutoff_split(run)
+    normal = ~labels
     thresholds, metrics, models_info = {}, {}, {}
     for name in sorted(paths):
         s = scores[name]
-        thresholds[name] = fit_gamma(s[split_of == "train"], p=p, floc=floc)
+        thresholds[name] = fit_gamma(s[(split_of == fit_on) & normal], p=p, floc=floc)
         cut = thresholds[name].cutoff
         metrics[name] = {}
         for split in SPLITS:
@@ -233,7 +234,7 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         ref = scores["torch"] if precision == "float" else scores[names[(fmt, "float")]]
         models_info[name] = {
             "backend": fmt, "precision": precision, "cutoff": cut,
-            "observed_fpr_train": float(np.mean(s[split_of == "train"] > cut)),
+            "observed_fpr": observed_fprs(s, split_of, normal, cut),
             "reference": "torch" if precision == "float" else names[(fmt, "float")],
             "score_correlation_held_out": float(np.corrcoef(s[held_out], ref[held_out])[0, 1])
             if held_out.sum() > 1 else None,
@@ -246,10 +247,16 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
                                              [ids[i] for i in np.flatnonzero(split_of == split)],
                                              cutoff=run.threshold.cutoff, p=p)
                      for split in SPLITS if (split_of == split).any()}
-    gate = (_gate(metrics, names, formats, max_auc_drop=max_auc_drop, max_pauc_drop=max_pauc_drop)
-            if int8 else {"max_auc_drop": max_auc_drop, "max_pauc_drop": max_pauc_drop,
-                          "checked": 0, "passed": True, "failures": [], "drops": {},
-                          "note": "no int8 model exported"})
+    limits = {"max_auc_drop": max_auc_drop, "max_pauc_drop": max_pauc_drop,
+              "min_correlation": min_correlation, "max_shift": max_shift,
+              "max_flip_rate": max_flip_rate}
+    if int8:
+        gate = gate_mod.judge(scores, {f: (names[(f, "float")], names[(f, "int8")]) for f in formats},
+                              {n: t.cutoff for n, t in thresholds.items()}, labels=labels, ids=ids,
+                              splits=split_of, held_out=SPLITS, p=p, limits=limits)
+    else:
+        gate = {"limits": {**gate_mod.DEFAULTS, **limits}, "checked": 0, "passed": True,
+                "failures": [], "agreement": {}, "drops": {}, "note": "no int8 model exported"}
     shipped = sorted(names[(f, pr)] for f in formats for pr in precisions)
     summary: dict[str, Any] = {
         "status": "ok" if gate["passed"] else "gate_failed",
@@ -265,15 +272,13 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
     }
     if not gate["passed"]:
         if gate["checked"] == 0:
-            msg = ("int8 gate: no validation or test clip set has both normal and anomalous clips "
-                   "of one ID, so int8 cannot be judged against float; no bundle written")
+            msg = ("int8 gate: no validation or test clip to compare int8 with float on; "
+                   "no bundle written")
         else:
-            worst = "; ".join(f"{f['format']} {f['split']} {f['id']}: {f['metric'].upper()} "
-                              f"{f['float']:.4f} -> {f['int8']:.4f} (drop {f['drop']:.4f} > "
-                              f"{f['limit']:g})" for f in gate["failures"])
-            bad_ids = sorted({f["id"] for f in gate["failures"]})
-            msg = (f"int8 gate failed for {', '.join(bad_ids)}: {worst}; no bundle written "
-                   f"({out} unchanged)")
+            formats_failed = sorted({f["format"] for f in gate["failures"]})
+            msg = (f"int8 gate failed for {', '.join(formats_failed)}: "
+                   f"{'; '.join(gate_mod.describe(f) for f in gate['failures'])}; "
+                   f"no bundle written ({out} unchanged)")
         err = QuantizationGateError(msg)
         err.summary = summary
         raise err
@@ -291,7 +296,7 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
                    "model_config": run.model_config.to_dict(),
                    "n_clips": {s: int((split_of == s).sum()) for s in ("train", *SPLITS)}},
         "threshold_fit": {"p": p, "fit": run.threshold.fit,
-                          "on": "each model's own training-clip scores"},
+                          "on": f"each model's own scores of the run's {fit_on} normal clips"},
     }
     written = bundle_mod.write_bundle(out, models={n: model_bytes[n] for n in shipped},
                                       spec=run.spec, thresholds={n: thresholds[n] for n in shipped},
