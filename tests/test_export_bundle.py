@@ -69,16 +69,23 @@ def test_bundle_holds_float_and_int8_for_both_formats_and_verifies(bundle):
     versions = bundle.manifest["versions"]
     assert {"edge_ad", "torch", "tensorflow", "onnxruntime", "numpy"} <= set(versions)
     assert bundle.manifest["gate"]["passed"] is True
-    assert bundle.manifest["gate"]["max_auc_drop"] == 0.01
+    assert bundle.manifest["gate"]["limits"]["max_auc_drop"] == 0.01
+    assert set(bundle.manifest["gate"]["agreement"]) == {"onnx", "tflite"}
 
 
-def test_each_model_file_has_a_cutoff_refitted_on_its_own_training_scores(run, bundle):
-    train = run.clips_in("train")
+def test_each_model_file_has_a_cutoff_refitted_on_its_own_validation_scores(run, bundle):
+    val = [c for c in run.clips_in("val") if not c.is_anomaly]
+    assert run.info["cutoff_on"] == "val"
     for name in bundle.models:
-        expected = fit_gamma(_scores(run, bundle.path / name, train), p=run.threshold.p)
+        expected = fit_gamma(_scores(run, bundle.path / name, val), p=run.threshold.p)
         got = bundle.threshold_for(name)
         assert got.cutoff == pytest.approx(expected.cutoff, rel=1e-9)
-        assert got.n_scores == len(train) and got.p == run.threshold.p
+        assert got.n_scores == len(val) and got.p == run.threshold.p
+        fpr = bundle.manifest["models"][name]["observed_fpr"]
+        for split in ("train", "val", "test"):
+            normal = [c for c in run.clips_in(split) if not c.is_anomaly]
+            s = _scores(run, bundle.path / name, normal)
+            assert fpr[split] == pytest.approx(np.mean(s > got.cutoff)), (name, split)
 
 
 def test_manifest_metrics_per_id_equal_scikit_learn_on_the_models_own_scores(run, bundle):

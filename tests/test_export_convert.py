@@ -99,6 +99,19 @@ def models(tmp_path_factory, model, calibration) -> dict[str, Path]:
     return paths
 
 
+def output_step(path) -> float:
+    """The quantisation step of an int8 TFLite model's output: the scale of the tensor its
+    final DEQUANTIZE op reads (float I/O) or of its int8 output tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    index = (ops[-1]["inputs"][0] if ops[-1]["op_name"] == "DEQUANTIZE"
+             else it.get_output_details()[0]["index"])
+    return float(tensors[index]["quantization_parameters"]["scales"][0])
+
+
 def torch_scores(model, clips) -> np.ndarray:
     with torch.no_grad():
         return np.array([clip_score(c, model(torch.from_numpy(c)).numpy()) for c in clips])
@@ -188,7 +201,7 @@ def test_int8_model_is_about_a_quarter_of_float(fmt, models):
     assert 0.2 <= ratio <= 0.35
 
 
-def test_onnx_int8_is_qdq_with_signed_per_channel_weights(models):
+def test_onnx_int8_is_qdq_with_unsigned_per_channel_weights_and_activations(models):
     import onnx
     from onnx import numpy_helper
 
@@ -201,10 +214,10 @@ def test_onnx_int8_is_qdq_with_signed_per_channel_weights(models):
     assert len(weight_dq) == 6
     for n in weight_dq:
         w, scale = inits[n.input[0]], inits[n.input[1]]
-        assert w.dtype == np.int8
+        assert w.dtype == np.uint8                 # U8U8: no x86 kernel saturates
         assert scale.shape == (w.shape[0],) or scale.shape == (w.shape[1],)   # per channel
     act_q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
-    assert all(inits[n.input[2]].dtype == np.int8 for n in act_q)          # S8 activations
+    assert all(inits[n.input[2]].dtype == np.uint8 for n in act_q)         # U8 activations
 
 
 def test_tflite_int8_quantises_inside_with_float_io_and_per_channel_weights(models):
@@ -345,7 +358,7 @@ def test_tflite_runtime_2_14_loads_the_int8_model_and_agrees_with_ai_edge_litert
     new = new_backend.run(x)
     # The int8 kernels differ (XNNPACK in ai-edge-litert, the built-in ones in 2.14) and may
     # round an intermediate requantisation the other way; that moves outputs by a few steps.
-    step = float(new_backend._out_q[0])
+    step = output_step(models["model_int8.tflite"])
     assert np.abs(old - new).max() <= 3.001 * step
     assert np.mean(np.abs(old - new) <= 1.001 * step) > 0.99
     scores_old = [clip_score(c, o) for c, o in zip(np.split(x, 8), np.split(old, 8))]
@@ -405,18 +418,29 @@ def test_gate_passes_a_good_int8_export_and_records_the_drops(vector_run, tmp_pa
     summary = export_run(vector_run, tmp_path / "b", formats=["onnx"])
     assert summary["status"] == "ok" and summary["gate"]["passed"]
     drops = summary["gate"]["drops"]["onnx"]["test"]
-    assert sorted(drops) == ["id_00", "id_02"]
+    assert sorted(drops) == ["all", "id_00", "id_02"]        # per ID and pooled
     assert all(abs(d["auc_drop"]) <= 0.005 for d in drops.values())
-    # Each recorded drop: sklearn's AUC of the float file's scores minus the int8 file's.
+    assert all(d["judged"] for d in drops.values())           # 12 + 12 clips per ID
+    # Each recorded drop: sklearn's AUC of the float file's scores minus the int8 file's;
+    # the agreement figures: numpy's correlation and flip count on the same scores.
     from sklearn.metrics import roc_auc_score
 
     backends = {p: load(tmp_path / "b" / f"model_{p}.onnx") for p in ("float", "int8")}
+    clips = vector_run.clips_in("test")
+    s = {p: np.array([clip_score(vector_run.vectors(c), b.run(vector_run.vectors(c))) for c in clips])
+         for p, b in backends.items()}
     for id_, d in drops.items():
-        clips = [c for c in vector_run.clips_in("test") if c.id == id_]
-        y = [c.label == "anomaly" for c in clips]
-        auc = {p: roc_auc_score(y, [clip_score(vector_run.vectors(c), b.run(vector_run.vectors(c)))
-                                    for c in clips]) for p, b in backends.items()}
+        sel = np.array([id_ in ("all", c.id) for c in clips])
+        y = [c.label == "anomaly" for c, k in zip(clips, sel) if k]
+        auc = {p: roc_auc_score(y, s[p][sel]) for p in s}
         assert d["auc_drop"] == pytest.approx(auc["float"] - auc["int8"], abs=1e-9), id_
+        lo, hi = d["auc_drop_ci"]
+        assert lo <= d["auc_drop"] <= hi or lo == hi == d["auc_drop"]
+    agree = summary["gate"]["agreement"]["onnx"]
+    assert agree["n"] == len(clips)
+    assert agree["correlation"] == pytest.approx(np.corrcoef(s["float"], s["int8"])[0, 1], abs=1e-12)
+    cut = {p: summary["models"][f"model_{p}.onnx"]["cutoff"] for p in s}
+    assert agree["flips"] == int(np.sum((s["float"] > cut["float"]) != (s["int8"] > cut["int8"])))
     manifest = load_bundle(tmp_path / "b").manifest
     aucs = [r["auc"] for r in manifest["models"]["model_float.onnx"]["metrics"]["test"]["per_id"].values()]
     assert min(aucs) >= 0.95       # the float model separates the swapped clips
@@ -449,9 +473,51 @@ def test_gate_failure_exits_3_names_the_ids_writes_nothing_and_keeps_the_previou
     assert summary["status"] == "gate_failed" and summary["bundle"] is None
     assert summary["exit_code"] == 3
     failures = summary["gate"]["failures"]
-    assert {f["id"] for f in failures} == {"id_00", "id_02"}
-    assert all(f["drop"] > f["limit"] for f in failures)
-    assert "int8 gate failed for id_00, id_02" in captured.err
+    checks = {f["check"] for f in failures}
+    assert {"correlation", "max_shift"} <= checks
+    assert all(f["value"] < f["limit"] if f["check"] == "correlation" else f["value"] > f["limit"]
+               for f in failures)
+    assert "int8 gate failed for onnx: onnx: score correlation" in captured.err
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
     load_bundle(target)
+
+
+def _tamper(kind: str):
+    """A wrapper of the ONNX quantiser that breaks the int8 model it writes on purpose:
+    ``"scale"`` multiplies the third layer's weight scales by 4 (a wrong scale), ``"zeros"``
+    zeroes the second layer's weights (a layer of zeros)."""
+    import onnx
+    from onnx import numpy_helper
+
+    real = onnx_export.quantize_int8
+
+    def broken(float_path, int8_path, calibration):
+        real(float_path, int8_path, calibration)
+        m = onnx.load(str(int8_path))
+        inits = {t.name: t for t in m.graph.initializer}
+        weight_dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"
+                     and n.input[0] in inits and len(inits[n.input[0]].dims) == 2]
+        if kind == "scale":
+            t = inits[weight_dq[2].input[1]]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 4, t.name))
+        else:
+            t = inits[weight_dq[1].input[0]]
+            t.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(t)), t.name))
+        onnx.save(m, str(int8_path))
+    return broken
+
+
+@pytest.mark.parametrize("kind", ["scale", "zeros"])
+def test_gate_fails_an_int8_model_broken_on_purpose_on_score_agreement(vector_run, tmp_path,
+                                                                       monkeypatch, kind):
+    from edge.errors import QuantizationGateError
+    from train.export import export_run
+
+    monkeypatch.setattr(onnx_export, "quantize_int8", _tamper(kind))
+    with pytest.raises(QuantizationGateError) as e:
+        export_run(vector_run, tmp_path / "b", formats=["onnx"])
+    failures = e.value.summary["gate"]["failures"]
+    assert {f["format"] for f in failures} == {"onnx"}
+    assert {"correlation", "max_shift"} & {f["check"] for f in failures}
+    assert not (tmp_path / "b").exists()

@@ -92,8 +92,9 @@ def test_real_8_channel_mimii_recordings_flow_through_train_and_evaluate(tmp_pat
     _excerpts(DATA / "abnormal_00000000_2s.wav", root / "id_00" / "abnormal", 2, 1.0)
     assert sf.info(str(root / "id_00" / "normal" / "00000000.wav")).channels == 8
     run_dir = tmp_path / "run"
+    # Four normal clips leave one for validation: the cutoff is the seed's, on training clips.
     assert main(["-q", "train", str(root), "--out", str(run_dir), "--epochs", "2",
-                 "--cache", str(tmp_path / "cache"), "--jobs", "1"]) == 0
+                 "--cache", str(tmp_path / "cache"), "--jobs", "1", "--cutoff-on", "train"]) == 0
     run = load_run(run_dir)
     clip = run.clips[0]
     channel0 = sf.read(str(clip.path), dtype="float32", always_2d=True)[0][:, 0]

@@ -48,11 +48,19 @@ def test_scores_and_cutoff_are_recomputable_from_the_model(trained_run):
             recon = run.model(torch.from_numpy(x)).numpy()
         expected = np.mean((recon.astype(np.float64) - x) ** 2)
         assert run.scores[clip.to_dict(run.root)["path"]] == pytest.approx(expected, rel=1e-5)
-    train_scores = [run.scores[c.to_dict(run.root)["path"]] for c in run.clips if c.split == "train"]
-    refit = fit_gamma(train_scores, p=0.1)
-    assert run.threshold.cutoff == pytest.approx(refit.cutoff, rel=1e-12)
+    def normal_scores(split):
+        return np.array([run.scores[c.to_dict(run.root)["path"]] for c in run.clips
+                         if c.split == split and not c.is_anomaly])
+
+    # The default cutoff is fitted on the held-out validation clips (scipy: an independent MLE).
+    from scipy import stats
+
+    shape, _, scale = stats.gamma.fit(normal_scores("val"), floc=0)
+    assert run.info["cutoff_on"] == "val"
+    assert run.threshold.cutoff == pytest.approx(stats.gamma.ppf(0.9, shape, scale=scale), rel=1e-6)
     fpr = run.info["observed_fpr"]
-    assert fpr["train"] == pytest.approx(np.mean(np.array(train_scores) > run.threshold.cutoff))
+    for split in ("train", "val", "test"):
+        assert fpr[split] == pytest.approx(np.mean(normal_scores(split) > run.threshold.cutoff))
 
 
 def test_same_seed_gives_the_same_weights_and_scores(trained_run, tiny_plant, feature_cache_dir, tmp_path):
@@ -117,7 +125,8 @@ def test_train_cli_recipe_options_and_lr_schedule(tiny_plant, feature_cache_dir,
                str(feature_cache_dir), "--jobs", "1", "--threads", "1", "--free-loc", "--p", "0.2"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "cutoff" in printed and "observed FPR train" in printed
+    assert "cutoff" in printed and "on val clips" in printed
+    assert "observed FPR of normal clips train" in printed
     run = load_run(out)
     assert run.model_config.layer_sizes == [640, 64, 4, 64, 640]
     lrs = [row["lr"] for row in run.info["history"]]
@@ -177,3 +186,28 @@ def test_default_batch_is_half_the_vectors_until_the_memory_cap():
     assert default_batch_size(11) == 6
     assert default_batch_size(3) == 2
     assert default_batch_size(10 * MAX_DEFAULT_BATCH) == MAX_DEFAULT_BATCH
+
+
+def test_seed_cutoff_on_training_clips_is_kept_as_an_option(tiny_plant, feature_cache_dir,
+                                                             tmp_path, capsys):
+    out = tmp_path / "seed"
+    assert main(["-q", "train", str(tiny_plant), "--out", str(out), "--epochs", "2",
+                 "--cache", str(feature_cache_dir), "--jobs", "1", "--threads", "1",
+                 "--cutoff-on", "train"]) == 0
+    assert "on train clips" in capsys.readouterr().out
+    run = load_run(out)
+    train = [run.scores[c.to_dict(run.root)["path"]] for c in run.clips if c.split == "train"]
+    assert run.info["cutoff_on"] == "train"
+    assert run.threshold.cutoff == pytest.approx(fit_gamma(train, p=0.1).cutoff, rel=1e-12)
+
+
+def test_too_few_validation_clips_for_the_cutoff_is_refused_before_training(tmp_path, capsys):
+    from train.synth import write_plant
+
+    root = tmp_path / "small"
+    write_plant(root, machine="fan", ids=(0,), n_normal=8, n_abnormal=2, seed=0, duration=2.0,
+                progress=False)
+    assert main(["-q", "train", str(root), "--out", str(tmp_path / "run"), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "normal val clip(s) to fit the cutoff on; expected at least 4" in err
+    assert "--cutoff-on train" in err and not (tmp_path / "run").exists()

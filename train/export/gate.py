@@ -143,7 +143,7 @@ def judge(scores: dict[str, np.ndarray], pairs: dict[str, tuple[str, str]],
         result["drops"][fmt] = {}
         for split in held_out:
             in_split = splits == split
-            groups = {i: in_split & (ids_a == i) for i in sorted(set(ids_a[in_split]))}
+            groups = {str(i): in_split & (ids_a == i) for i in sorted(set(ids_a[in_split]))}
             if len(groups) > 1:
                 groups["all"] = in_split
             result["drops"][fmt][split] = {}
