@@ -99,6 +99,39 @@ def fit_thresholds(scores: dict[str, np.ndarray], *, p: float = 0.1,
     return out
 
 
+def calibration_report(scores: dict[str, np.ndarray], thresholds: dict[str, Threshold],
+                       previous: dict[str, Threshold]) -> dict[str, dict[str, Any]]:
+    """What a calibration did, per model file: the new and previous cutoffs, the fraction of
+    the calibration windows above each, and whether the new fraction is at p.
+
+    A gamma fitted to the windows puts a fraction p of them above its cutoff when it fits;
+    when the observed fraction lies outside the 95 % binomial interval of p for that many
+    windows (:func:`edge.threshold.binomial_interval`), the entry gets ``"warning"``: the
+    scores are not one gamma (a machine that changed state while recording, a noise burst),
+    and the board would alarm more or less often than intended.
+    """
+    from .threshold import binomial_interval
+
+    report = {}
+    for name, t in thresholds.items():
+        s = np.asarray(scores[name], np.float64)
+        r = {"cutoff": t.cutoff, "previous_cutoff": previous[name].cutoff, "shape": t.shape,
+             "scale": t.scale, "loc": t.loc, "p": t.p, "n_scores": t.n_scores,
+             "observed_fpr_previous": float(np.mean(s > previous[name].cutoff)),
+             "observed_fpr_new": float(np.mean(s > t.cutoff))}
+        lo, hi = binomial_interval(t.p, len(s))
+        r["expected_fraction_interval"] = [lo, hi]
+        r["at_p"] = lo <= r["observed_fpr_new"] <= hi
+        if not r["at_p"]:
+            r["warning"] = (f"{r['observed_fpr_new']:.3f} of the {len(s)} calibration windows "
+                            f"lie above the new cutoff, outside {lo:.3f}..{hi:.3f} where a cutoff "
+                            f"at p = {t.p:g} puts them 95% of the time: the gamma does not fit "
+                            "these scores (was the machine steady and normal throughout?); check "
+                            "the recording or record for longer")
+        report[name] = r
+    return report
+
+
 def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 

@@ -62,6 +62,13 @@ def test_calibrate_refits_every_cutoff_like_scipy_and_keeps_the_previous_files(
         assert t.cutoff == pytest.approx(cutoff, rel=1e-4)
         assert t.shape == pytest.approx(shape, rel=1e-3) and t.p == 0.1 and t.loc == 0.0
         assert t.cutoff != pytest.approx(before.threshold_for(name).cutoff, rel=1e-3)
+        r = result["models"][name]
+        assert r["observed_fpr_new"] == pytest.approx(np.mean(expected > t.cutoff))
+        assert r["observed_fpr_previous"] == pytest.approx(
+            np.mean(expected > before.threshold_for(name).cutoff))
+        lo, hi = (scipy_stats.binom.ppf([0.025, 0.975], len(expected), 0.1) / len(expected))
+        assert r["expected_fraction_interval"] == pytest.approx([lo, hi])
+        assert r["at_p"] == (lo <= r["observed_fpr_new"] <= hi) and ("warning" in r) != r["at_p"]
     entry = after.manifest["calibrations"][-1]
     assert (target / entry["previous_manifest"]).read_bytes() == old_manifest
     assert (target / entry["previous_threshold"]).read_bytes() == old_threshold
@@ -95,3 +102,23 @@ def test_calibrate_dry_run_and_too_short_a_recording_leave_the_bundle_alone(bund
     r = edge_ad("calibrate", "--device", str(wav), "--fast", "--model", str(target), "--minutes", "0.5")
     assert r.returncode == 2 and "expected at least 6" in r.stderr.decode()
     assert {p.name: p.read_bytes() for p in target.iterdir()} == snapshot
+
+
+def test_calibration_report_warns_when_the_windows_are_not_one_gamma():
+    """Two machine states in one recording: a gamma over both puts far more (or fewer)
+    than p of the windows above its cutoff; the report says so, and is quiet for one state."""
+    from edge.calibration import calibration_report
+    from edge.threshold import fit_gamma
+
+    rng = np.random.default_rng(0)
+    steady = rng.gamma(50, 0.002, 300)
+    mixed = np.r_[rng.gamma(400, 0.00025, 240), rng.gamma(400, 0.0005, 60)]
+    old = fit_gamma(steady, p=0.1)
+    for scores, warn in ((steady, False), (mixed, True)):
+        new = fit_gamma(scores, p=0.1)
+        r = calibration_report({"m": scores}, {"m": new}, {"m": old})["m"]
+        frac = np.mean(scores > new.cutoff)
+        lo, hi = scipy_stats.binom.ppf([0.025, 0.975], len(scores), 0.1) / len(scores)
+        assert r["observed_fpr_new"] == pytest.approx(frac)
+        assert r["at_p"] == (lo <= frac <= hi) == (not warn)
+        assert ("warning" in r) == warn

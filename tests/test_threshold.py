@@ -116,3 +116,13 @@ def test_fitting_a_cutoff_imports_neither_scipy_nor_torch():
             "print(sorted(m for m in ('scipy', 'torch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("p, n", [(0.1, 8), (0.1, 52), (0.05, 400), (0.3, 13), (0.01, 1000)])
+def test_binomial_interval_equals_scipy_quantiles(p, n):
+    from scipy import stats
+
+    from edge.threshold import binomial_interval
+
+    lo, hi = stats.binom.ppf([0.025, 0.975], n, p) / n
+    assert binomial_interval(p, n) == pytest.approx((lo, hi))

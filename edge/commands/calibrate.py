@@ -12,7 +12,6 @@ import logging
 import sys
 from typing import Any
 
-import numpy as np
 
 log = logging.getLogger("edge.calibrate")
 
@@ -74,7 +73,7 @@ def _models(bundle: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..bundle import load_bundle
-    from ..calibration import fit_thresholds, record_scores, rewrite_thresholds
+    from ..calibration import calibration_report, fit_thresholds, record_scores, rewrite_thresholds
     from ..capture import open_source
     from ..decision import parse_duration
     from ..errors import EdgeAdError
@@ -103,12 +102,10 @@ def run(args: argparse.Namespace) -> int:
         finally:
             source.close()
     thresholds = fit_thresholds(scores, p=args.p, floc=None if args.free_loc else 0.0)
-    result = {name: {"cutoff": t.cutoff, "previous_cutoff": bundle.thresholds[name].cutoff,
-                     "shape": t.shape, "scale": t.scale, "loc": t.loc, "p": t.p,
-                     "n_scores": t.n_scores,
-                     "observed_fpr_previous": float(np.mean(scores[name] > bundle.thresholds[name].cutoff)),
-                     "observed_fpr_new": float(np.mean(scores[name] > t.cutoff))}
-              for name, t in thresholds.items()}
+    result = calibration_report(scores, thresholds, bundle.thresholds)
+    for name, r in result.items():
+        if "warning" in r:
+            log.warning("%s: %s", name, r["warning"])
     if not args.dry_run:
         record = {"source": source.name, "seconds": source.stats.samples / bundle.spec.sample_rate,
                   "window_seconds": clip_s, "capture": source.stats.to_dict()}
