@@ -58,6 +58,15 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     assert set(result["accuracy"]) == set(bench.VARIANTS)
     assert set(result["latency"]) == set(bench.VARIANTS)
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
+    assert result["machine"]["flags"] == bench.cpu_flags(open("/proc/cpuinfo").read())
+    for name, lat in result["latency"].items():
+        assert (lat["vector"]["batch"], lat["decision"]["batch"]) == (1, 31), name
+        assert lat["clip"]["batch"] == len(trained_run.vectors(trained_run.clips_in("test")[0]))
+    for runtime in ("onnx", "tflite"):
+        for kind, ratio in result["int8_speedup"][runtime].items():
+            lat = result["latency"]
+            assert ratio == pytest.approx(lat[f"{runtime} float"][kind]["p50"]
+                                          / lat[f"{runtime} int8"][kind]["p50"])
 
     # Torch float AUC: recompute the scores here, straight from the model, and ask sklearn.
     test = trained_run.clips_in("test")
@@ -100,10 +109,18 @@ def test_render_prints_one_row_per_variant_and_the_machine():
     fake = {"machine": {"cpu": "cpu", "cores": 2, "system": "Linux", "python": "3.11", "versions": {}},
             "accuracy": {}, "latency": {}}
     for name in ("torch float", "tflite int8"):
-        fake["latency"][name] = {k: {"p50": 1e-4, "p99": 2e-4} for k in ("vector", "clip")}
+        fake["latency"][name] = {k: {"p50": 1e-4, "p99": 2e-4} for k in ("vector", "decision", "clip")}
         fake["accuracy"][name] = {"table": {"overall": {"auc": 0.9, "pauc": 0.5, "pauc_mcclish": 0.7,
                                                         "tpr": 0.5, "fpr": 0.1},
                                             "per_id": {"id_00": {"auc": 0.9}}}}
     text = bench.render(fake)
     assert "torch float" in text and "tflite int8" in text and "cpu, 2 cores" in text
     assert "id_00" in text
+
+
+def test_cpu_flags_reads_x86_and_arm_cpuinfo():
+    x86 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimddp\nCPU part\t: 0xd08\n"
+    assert bench.cpu_flags(x86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni"]
+    assert bench.cpu_flags(arm) == ["asimd", "asimddp"]
+    assert bench.cpu_flags("model name: something\n") == []

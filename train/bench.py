@@ -64,11 +64,33 @@ def _version(dist: str) -> str | None:
         return None
 
 
+#: CPU features that change which int8 and SIMD kernels run (x86 and Arm names as Linux
+#: reports them): a latency or an int8 result is labelled with them.
+KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "neon", "asimd", "asimddp",
+                "asimdhp", "i8mm", "sve", "sve2", "bf16")
+
+
+def cpu_flags(cpuinfo: str) -> list[str]:
+    """The :data:`KERNEL_FLAGS` a ``/proc/cpuinfo`` text lists (x86 ``flags``, Arm
+    ``Features``), in that order."""
+    present: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key = line.split(":", 1)[0].strip().lower()
+        if key in ("flags", "features") and ":" in line:
+            present |= set(line.split(":", 1)[1].split())
+    return [f for f in KERNEL_FLAGS if f in present]
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores and library versions: a figure means nothing without them."""
+    """CPU model, its kernel-relevant flags, cores and library versions: a figure means
+    nothing without them."""
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        info = Path("/proc/cpuinfo").read_text()
+        flags = cpu_flags(info)
+        for line in info.splitlines():
             if line.lower().startswith(("model name", "hardware", "cpu model")):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -76,7 +98,7 @@ def machine_info() -> dict[str, Any]:
         pass
     libs = ["edge-ad", "numpy", "torch", "onnxruntime", "ai-edge-litert", "tflite-runtime",
             "tensorflow-cpu", "librosa", "cffi"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+    return {"cpu": cpu, "flags": flags, "cores": os.cpu_count(), "machine": platform.machine(),
             "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
             "versions": {d: v for d in libs if (v := _version(d))}}
@@ -215,16 +237,53 @@ def bench_accuracy(variants: list[Variant], clips: list[Any], vectors: Callable[
     return out
 
 
+def decision_vectors(every_s: float = 1.0, *, spec: FeatureSpec = DEFAULT_SPEC) -> int:
+    """Context vectors that arrive between two decisions of ``edge-ad run --every``: the
+    batch the runtime sends to the model per decision (31 for the default 1 s)."""
+    return max(1, int(every_s * spec.sample_rate // spec.hop_length))
+
+
 def bench_latency(variants: list[Variant], x: np.ndarray, *, repeat_vector: int = 300,
-                  repeat_clip: int = 30) -> dict[str, Any]:
-    """Per vector (batch of 1) and per clip (all vectors of a 10 s clip in one batch)."""
-    out: dict[str, Any] = {}
-    one = np.ascontiguousarray(x[:1])
+                  repeat_clip: int = 30, decision: int | None = None) -> dict[str, Any]:
+    """Per vector (batch of 1), per decision (the vectors of one ``--every`` step, what
+    ``edge-ad run`` sends per call) and per clip (all vectors of a 10 s clip in one batch).
+
+    Variants are timed interleaved, one call of each in turn, so a slow moment of the
+    machine (the other core busy) lands on every variant alike and their ratios hold.
+    """
+    decision = decision or decision_vectors()
+    batches = {"vector": np.ascontiguousarray(x[:1]),
+               "decision": np.ascontiguousarray(x[:decision]), "clip": np.ascontiguousarray(x)}
+    repeats = {"vector": repeat_vector, "decision": max(repeat_clip, repeat_vector // 3),
+               "clip": repeat_clip}
+    out: dict[str, Any] = {v.name: {} for v in variants}
+    for kind, batch in batches.items():
+        for v in variants:
+            for _ in range(20 if kind == "vector" else 3):
+                v.run(batch)
+        times = {v.name: np.empty(repeats[kind]) for v in variants}
+        for i in range(repeats[kind]):
+            for v in variants:
+                t0 = time.perf_counter()
+                v.run(batch)
+                times[v.name][i] = time.perf_counter() - t0
+        for v in variants:
+            out[v.name][kind] = _pct(times[v.name])
+            out[v.name][kind]["batch"] = len(batch)
     for v in variants:
-        per_vec = time_calls(lambda: v.run(one), repeat=repeat_vector, warmup=20)
-        per_clip = time_calls(lambda: v.run(x), repeat=repeat_clip, warmup=3)
-        out[v.name] = {"vector": _pct(per_vec), "clip": _pct(per_clip),
-                       "vectors_per_s": float(len(x) / np.median(per_clip))}
+        out[v.name]["vectors_per_s"] = float(len(x) / out[v.name]["clip"]["p50"])
+    return out
+
+
+def int8_speedups(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{runtime: {"vector"|"decision"|"clip": float p50 / int8 p50}}`` (above 1: int8 is
+    faster) for every runtime measured in both precisions."""
+    out: dict[str, dict[str, float]] = {}
+    for runtime in ("onnx", "tflite"):
+        f, q = latency.get(f"{runtime} float"), latency.get(f"{runtime} int8")
+        if f and q:
+            out[runtime] = {k: f[k]["p50"] / q[k]["p50"] for k in ("vector", "decision", "clip")
+                            if k in f and k in q}
     return out
 
 
@@ -289,6 +348,8 @@ def render(result: dict[str, Any]) -> str:
     lines: list[str] = []
     m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
+    if m.get("flags"):
+        lines.append(f"  CPU flags: {' '.join(m['flags'])}")
     lines.append("  " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
     acc = result.get("accuracy", {})
     lat = result.get("latency", {})
@@ -296,7 +357,7 @@ def render(result: dict[str, Any]) -> str:
         ref = next(iter(acc or lat))
         lines.append("")
         lines.append(f"{'model':<13} {'AUC':>6} {'pAUC':>6} {'pAUC-McC':>8} {'TPR':>6} {'FPR':>6} "
-                     f"{'vec p50':>9} {'vec p99':>9} {'clip p50':>9} {'x ' + ref:>14} {'size':>9}")
+                     f"{'vec p50':>9} {'dec p50':>9} {'clip p50':>9} {'x ' + ref:>14} {'size':>9}")
         ref_clip = lat.get(ref, {}).get("clip", {}).get("p50")
         for name in VARIANTS:
             if name not in acc and name not in lat:
@@ -309,9 +370,15 @@ def render(result: dict[str, Any]) -> str:
                 f"{name:<13} {o.get('auc', float('nan')):6.3f} {o.get('pauc', float('nan')):6.3f} "
                 f"{o.get('pauc_mcclish', float('nan')):8.3f} {o.get('tpr', float('nan')):6.3f} "
                 f"{o.get('fpr', float('nan')):6.3f} "
-                f"{_fmt_t(lt['vector']['p50']) if lt else '-':>9} {_fmt_t(lt['vector']['p99']) if lt else '-':>9} "
+                f"{_fmt_t(lt['vector']['p50']) if lt else '-':>9} "
+                f"{_fmt_t(lt['decision']['p50']) if lt and 'decision' in lt else '-':>9} "
                 f"{_fmt_t(lt['clip']['p50']) if lt else '-':>9} {ratio:13.2f}x "
                 f"{(f'{size / 1024:.1f} KiB') if size else '-':>9}")
+        for runtime, r in int8_speedups(lat).items():
+            batch = lat[f"{runtime} int8"].get("decision", {}).get("batch", "?")
+            lines.append(f"  {runtime} int8 against {runtime} float: "
+                         + ", ".join(f"{k} {v:.2f}x" for k, v in r.items())
+                         + f" faster (decision: {batch} vectors)")
         ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
         if ids:
             lines.append("")

@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     x = vectors(next(c for c in clips))
     log.info("inference latency (1 thread)")
     result["latency"] = bench.bench_latency(variants, x, repeat_vector=60 if args.quick else 300,
-                                            repeat_clip=8 if args.quick else 30)
+                                            repeat_clip=8 if args.quick else 30,
+                                            decision=bench.decision_vectors(1.0, spec=spec))
+    result["int8_speedup"] = bench.int8_speedups(result["latency"])
     result["sizes"] = {v.name: v.bytes for v in variants if v.bytes}
     log.info("front end: C, numpy, librosa")
     result["frontend"] = bench.bench_frontends(audio.load(clips[0].path, spec=spec), spec=spec,
