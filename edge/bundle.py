@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
-from .errors import BundleError, EdgeAdError
+from .errors import BundleError, BundleNotFoundError, EdgeAdError
 from .spec import FeatureSpec
 from .threshold import Threshold
 
@@ -141,7 +141,9 @@ def load_bundle(path: str | os.PathLike, *, expected_spec: FeatureSpec | None = 
     """
     root = Path(path)
     if not root.is_dir():
-        raise BundleError(f"{root}: not a bundle directory (missing or not a directory)")
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise BundleNotFoundError(f"{root}: {what}; expected a bundle folder written by "
+                                  "edge-ad export")
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{manifest_path}: missing; {root} is not a complete bundle")

@@ -38,6 +38,11 @@ class BundleError(EdgeAdError, ValueError):
     exit_code = EXIT_BUNDLE_INVALID
 
 
+class BundleNotFoundError(BundleError):
+    """The bundle path names no folder: a wrong argument (exit 2), not a damaged bundle."""
+    exit_code = EXIT_BAD_INPUT
+
+
 class BackendError(EdgeAdError, RuntimeError):
     """A model runtime that is not installed, or that refuses a model file or an input."""
 

@@ -91,8 +91,13 @@ def test_loader_refuses_a_bundle_without_manifest(tmp_path):
     (tmp_path / "b/manifest.json").unlink()
     with pytest.raises(BundleError, match="manifest.json: missing"):
         load_bundle(tmp_path / "b")
-    with pytest.raises(BundleError, match="not a bundle directory"):
+    with pytest.raises(BundleError, match="absent: does not exist; expected a bundle folder") as e:
         load_bundle(tmp_path / "absent")
+    assert e.value.exit_code == 2          # a wrong argument, not a damaged bundle (4)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match="file: is not a folder") as e:
+        load_bundle(tmp_path / "file")
+    assert e.value.exit_code == 2
 
 
 def test_loader_refuses_a_spec_whose_digest_differs_from_the_manifest(tmp_path):

@@ -67,6 +67,20 @@ def test_run_on_a_file_writes_one_complete_json_line_per_step(bundle, plant, tmp
         assert d["score"] == pytest.approx(clip_score(x, model.run(x)), rel=1e-5)
 
 
+def test_max_seconds_stops_there_and_says_so(bundle, plant):
+    r = edge_ad("run", "--device", str(plant["mixed_wav"]), "--fast", "--model",
+                str(bundle_dir(bundle)), "--window", "5s", "--every", "1s", "--max-seconds", "12")
+    assert r.returncode == 0, r.stderr.decode()
+    assert [d["stream_seconds"] for d in lines(r.stdout)] == [float(s) for s in range(6, 13)]
+    assert "stopped at --max-seconds 12 after 12.0 s of audio" in r.stderr.decode()
+
+
+def test_a_missing_bundle_folder_is_bad_input_not_a_failed_verification(tmp_path):
+    r = edge_ad("run", "--device", "-", "--model", str(tmp_path / "nope"))
+    assert r.returncode == 2
+    assert f"{tmp_path / 'nope'}: does not exist; expected a bundle folder" in r.stderr.decode()
+
+
 def test_stdin_and_file_sources_give_the_same_decisions(bundle, plant):
     model = str(bundle_dir(bundle))
     args = ("--model", model, "--window", "4s", "--every", "2s")

@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
                 n_decisions += 1
                 if alerts is not None:
                     alerts.observe(d)
-            if stopping or (max_samples is not None and detector.samples >= max_samples):
+            if max_samples is not None and detector.samples >= max_samples and not stopping:
+                stopping.append(f"--max-seconds {args.max_seconds:g}")
+            if stopping:
                 break
     finally:
         for s, h in old.items():
@@ -175,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
                     detector.stream_seconds, window_s,
                     (bundle.spec.n_fft + (detector.n_window + bundle.spec.context_frames - 2)
                      * bundle.spec.hop_length) / bundle.spec.sample_rate)
-    why = f"on {stopping[0]}" if stopping else "at the end of the source"
+    why = (f"at {stopping[0]}" if stopping and stopping[0].startswith("--") else
+           f"on {stopping[0]}" if stopping else "at the end of the source")
     log.info("stopped %s after %.1f s of audio, %d decisions, %s", why, detector.stream_seconds,
              n_decisions, source.stats.to_dict())
     return 0
