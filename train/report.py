@@ -33,17 +33,24 @@ def _plt():
 def fpr_sentence(fpr_obs: dict[str, Any], p: float) -> str:
     """The observed false-positive rates of ``evaluate_run``'s ``observed_fpr`` in words."""
     names = {"train": "training", "val": "validation", "test": "test"}
+    fitted_on = fpr_obs.get("fitted_on", "")
     parts = []
     for split, name in names.items():
         r = fpr_obs.get(split)
         if not isinstance(r, dict):
             continue
-        lo, hi = r["interval"]
-        parts.append(f"{name} {r['fpr']:.4f} of {r['n']} normal clips (an exact cutoff gives "
-                     f"{lo:.3f}..{hi:.3f} 95% of the time{'' if r['within'] else '; OUTSIDE'})")
-    fitted = names.get(fpr_obs.get("fitted_on", ""), "?")
-    return (f"Observed false-positive rate at the cutoff (fitted on the {fitted} clips), "
-            f"intended p = {p:g}: " + "; ".join(parts) + ".")
+        text = f"{name} {r['fpr']:.4f} of {r['n']}"
+        if split == "train":
+            text += " (learned by the model: lower)"
+        elif split == fitted_on:
+            text += " (the clips the cutoff was fitted on)"
+        else:       # held out from the model and the cutoff: where p must hold
+            lo, hi = r["interval"]
+            text += (f" (held out from both; an exact cutoff gives {lo:.3f}..{hi:.3f} 95% of "
+                     f"the time: {'within' if r['within'] else 'OUTSIDE'})")
+        parts.append(text)
+    return (f"Observed false-positive rate of normal clips at the cutoff (fitted on the "
+            f"{names.get(fitted_on, '?')} clips), intended p = {p:g}: " + "; ".join(parts) + ".")
 
 
 def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) -> Path:
