@@ -7,6 +7,8 @@ both on the *test* normal clips (held out from training and from both fits) is p
 the 95 % binomial interval of p, per seed and pooled.
 
     .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff
+    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff512 \
+        --train-arg=--batch-size --train-arg=512      # a model that fits its training clips
 
 Plants of other SNRs (``--snr``) and sizes are the same command with other options.
 """
@@ -27,6 +29,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, required=True, help="folder for the plants and runs")
     ap.add_argument("--snr", type=float, default=None, help="plant SNR in dB (default synth's)")
     ap.add_argument("--p", type=float, default=0.1)
+    ap.add_argument("--train-arg", action="append", default=[], metavar="ARG",
+                    help="passed to edge-ad train (repeat: --train-arg=--batch-size --train-arg=512)")
     args = ap.parse_args()
 
     from edge.threshold import binomial_interval, fit_gamma
@@ -43,7 +47,7 @@ def main() -> int:
             subprocess.run(synth, check=True)
         if not run_dir.exists():
             subprocess.run([*edge_ad, "train", str(plant), "--out", str(run_dir), "--seed",
-                            str(seed), "--p", str(args.p)], check=True)
+                            str(seed), "--p", str(args.p), *args.train_arg], check=True)
         run = load_run(run_dir)
         score = {c.path: run.scores[c.to_dict(run.root)["path"]] for c in run.clips}
         normal = {s: np.array([score[c.path] for c in run.clips_in(s) if not c.is_anomaly])

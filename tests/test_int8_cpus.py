@@ -10,6 +10,7 @@ wrongly under Haswell with S8S8 quantisation and exactly with the exporter's U8U
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,23 +21,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.scoring import clip_score
-
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs every model in a folder on the vectors in it through the edge backends.
-SCORE = r"""
-import sys, numpy as np
-from pathlib import Path
-from edge.backends import load
-d = Path(sys.argv[1])
-x = np.load(d / "x.npy")
-out = {}
-for p in sorted(d.glob("*.onnx")) + sorted(d.glob("*.tflite")):
-    out[p.name] = load(p).run(x)
-np.savez(d / f"y_{sys.argv[2]}.npz", **out)
-"""
+
+def load_script(name: str):
+    """A module of scripts/ (the same checks a developer runs by hand on any RUN and BUNDLE)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+int8_cpus = load_script("int8_cpus")
+clip_scores = int8_cpus.clip_scores
 
 
 def qemu_x86_64() -> str:
@@ -49,15 +47,9 @@ def qemu_x86_64() -> str:
 
 
 def run_models(folder: Path, *, emulate: bool) -> dict[str, np.ndarray]:
-    tag = "haswell" if emulate else "native"
-    cmd = [sys.executable, "-c", SCORE, str(folder), tag]
     if emulate:
-        cmd = [qemu_x86_64(), "-cpu", "Haswell", *cmd]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with np.load(folder / f"y_{tag}.npz") as z:
-        return {k: z[k] for k in z.files}
+        qemu_x86_64()
+    return int8_cpus.run_models(folder, emulate=emulate)
 
 
 def cpuid_flags_under_haswell() -> set[str]:
@@ -130,11 +122,6 @@ def outputs(bundle, held_out, tmp_path_factory):
     np.save(folder / "x.npy", np.concatenate(held_out[0]))
     return {"native": run_models(folder, emulate=False),
             "haswell": run_models(folder, emulate=True)}
-
-
-def clip_scores(vectors: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    bounds = np.cumsum([len(v) for v in vectors])[:-1]
-    return np.array([clip_score(x, r) for x, r in zip(vectors, np.split(y, bounds))])
 
 
 @pytest.mark.parametrize("cpu", ["native", "haswell"])
