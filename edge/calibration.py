@@ -1,7 +1,7 @@
 """On-site calibration: record normal operation, refit the gamma cutoff, rewrite the bundle.
 
 Every installation sounds different (room, mounting, neighbouring machines), so the cutoff
-fitted on the training clips is only a starting point. Here the board records ``seconds``
+fitted at export is only a starting point. Here the board records ``seconds``
 of normal operation through the same source, front end and model as ``edge-ad run``,
 scores consecutive, non-overlapping clip-length windows with ``A(X)``, fits the gamma
 distribution by maximum likelihood (:func:`edge.threshold.fit_gamma`, numpy only) and

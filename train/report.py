@@ -93,20 +93,24 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
         fig.savefig(out / figures[-1][0], dpi=110)
         plt.close(fig)
 
-    # 2. training scores with the fitted gamma density and the cutoff
-    train_scores = np.array([run.scores[c.to_dict(run.root)["path"]] for c in run.clips if c.split == TRAIN])
+    # 2. the scores the cutoff was fitted on, with the fitted gamma density and the cutoff
+    fit_on = run.info.get("cutoff_on", TRAIN)
+    fit_name = {TRAIN: "training", "val": "validation"}.get(fit_on, fit_on)
+    train_scores = np.array([run.scores[c.to_dict(run.root)["path"]] for c in run.clips
+                             if c.split == fit_on and not c.is_anomaly])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax1.hist(train_scores, bins=min(50, max(10, len(train_scores) // 4)), color="tab:blue", alpha=0.8)
     ax1.axvline(th.cutoff, color="tab:red", ls="--", label=f"cutoff {th.cutoff:.4g} (p={th.p:g})")
     ax1.set_ylabel("count")
-    ax1.set_title("Histogram of A on training clips with fitted gamma PDF")
+    ax1.set_title(f"Histogram of A on {fit_name} clips (the cutoff's fit) with fitted gamma PDF")
     ax1.legend()
     t = np.linspace(max(th.loc, 0.0) + 1e-12, max(train_scores.max(), th.cutoff) * 1.2, 500)
     ax2.plot(t, np.exp(gamma_logpdf(t, shape=th.shape, scale=th.scale, loc=th.loc)), color="tab:orange")
     ax2.axvline(th.cutoff, color="tab:red", ls="--")
     ax2.set_ylabel("gamma density")
     ax2.set_xlabel("reconstruction error A")
-    figures.append(("train_scores_gamma.png", "Training scores, fitted gamma density and the cutoff"))
+    figures.append(("train_scores_gamma.png", f"Scores of the {fit_name} clips, fitted gamma "
+                    "density and the cutoff"))
     fig.tight_layout()
     fig.savefig(out / figures[-1][0], dpi=110)
     plt.close(fig)

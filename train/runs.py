@@ -5,7 +5,8 @@
     RUN/model.pt            state dict (torch.load(weights_only=True))
     RUN/model.json          ModelConfig
     RUN/feature_spec.json   the FeatureSpec the model was trained on
-    RUN/threshold.json      the gamma cutoff fitted on the training clips' scores
+    RUN/threshold.json      the gamma cutoff fitted on the validation clips' scores (or the
+                            training clips', train --cutoff-on train; train.json says which)
     RUN/clips.json          {"root": data folder, "machine", "clips": [{path (relative to
                             root), machine, id, label: normal|anomaly, split: train|val|test}]}
     RUN/scores.json         {"model": "autoencoder", "clips": [{path, score}]} every clip
