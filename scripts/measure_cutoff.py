@@ -7,8 +7,8 @@ both on the *test* normal clips (held out from training and from both fits) is p
 the 95 % binomial interval of p, per seed and pooled.
 
     .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff
-    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff512 \
-        --train-arg=--batch-size --train-arg=512      # a model that fits its training clips
+    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff4096 \
+        --train-arg=--batch-size --train-arg=4096     # a model that fits its training clips
 
 Plants of other SNRs (``--snr``) and sizes are the same command with other options.
 """
