@@ -66,12 +66,14 @@ class SignalCheck:
     """Is there a microphone signal at all? Checked on the raw int16 samples of each
     decision window, before any model: a dead or unplugged microphone, a muted input or a
     saturated preamp is ``no_signal``, never a machine ``anomaly`` (digital silence scores
-    far above any cutoff, since the model never heard it).
+    far above any cutoff, since the model never heard it). The test applies to each step of
+    ``--every`` seconds; a window is ``no_signal`` when any of its steps is, since the jump
+    into or out of a dead input is itself nothing the model heard.
 
-    - ``silence`` / ``dc``: the window's samples span at most ``max_ptp`` counts peak to
+    - ``silence`` / ``dc``: the step's samples span at most ``max_ptp`` counts peak to
       peak (a live microphone's noise floor spans hundreds); ``silence`` when their
       midpoint is within ``max_ptp`` of 0, ``dc`` (a stuck value) otherwise.
-    - ``clipping``: at least ``clip_fraction`` of the samples sit at full scale (-32768
+    - ``clipping``: at least ``clip_fraction`` of the step's samples sit at full scale (-32768
       or 32767).
 
     ``max_ptp = -1`` switches the first test off, ``clip_fraction > 1`` the second.

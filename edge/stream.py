@@ -86,8 +86,9 @@ class Detector:
         self._gaps = 0
         self._next_decision = self.every_samples
         self.vectors_seen = 0
-        # Raw-sample statistics per `every` segment (min, max, samples at full scale,
-        # count); the window's are those of the last ceil(window / every) segments.
+        # Raw-sample statistics per `every` step (min, max, samples at full scale, count)
+        # over the last ceil(window / every) steps: the window is no_signal when one of its
+        # steps is (see SignalCheck), reported with the newest such step's reason.
         self.signal_check = signal_check
         window_samples = int(round(window_s * spec.sample_rate))
         self._segments: collections.deque[tuple[int, int, int, int]] = collections.deque(
@@ -186,9 +187,13 @@ class Detector:
         """Why the current window holds no usable signal, or None (see SignalCheck)."""
         if self.signal_check is None or not self._segments:
             return None
-        segs = self._segments
-        return self.signal_check.reason(min(s[0] for s in segs), max(s[1] for s in segs),
-                                        sum(s[2] for s in segs), sum(s[3] for s in segs))
+        # Any step of the window without signal makes the window's score meaningless
+        # (the jump into or out of a dead input sounds like nothing the model heard).
+        for seg in reversed(self._segments):
+            reason = self.signal_check.reason(*seg)
+            if reason is not None:
+                return reason
+        return None
 
     def _decide(self, stats: CaptureStats) -> Decision:
         score = self.window_score()

@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
               f"exiting with {EXIT_ALERTS} so the service is restarted", file=sys.stderr)
         return EXIT_ALERTS
     if output_failed:
-        print(f"edge-ad run: error: {out.first_error}; {out.failed_lines} decision line(s) "
-              f"not written (exit {EXIT_OUTPUT})", file=sys.stderr)
+        print(f"edge-ad run: error: {out.failed_lines} decision line(s) lost on {out.name} "
+              f"(see the first error above); exit {EXIT_OUTPUT}", file=sys.stderr)
         return EXIT_OUTPUT
     return 0
