@@ -17,7 +17,7 @@ in numpy for experiments.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from . import tables
 from .errors import AudioError, FrontendError, SpecMismatchError
 from .spec import DEFAULT_SPEC, FeatureSpec
 
-__all__ = ["logmel_frames", "context_vectors", "clip_features", "Frontend", "kernel_sizes"]
+__all__ = ["logmel_frames", "context_vectors", "clip_features", "Frontend", "kernel_sizes",
+           "stream_vectors"]
 
 _LIB: Any = None
 _FFI: Any = None
@@ -265,3 +266,23 @@ class Frontend:
     def reset(self) -> None:
         """Forget buffered samples and frames (a new stream starts)."""
         self._lib.ad_frontend_reset(self._state)
+
+
+def stream_vectors(stream: Any, *, spec: FeatureSpec = DEFAULT_SPEC,
+                   batch: int = 2048) -> Iterator[np.ndarray]:
+    """The context vectors of a whole clip, as :func:`clip_features` gives them, in
+    batches of at most ``batch`` rows: the seed-padded clip pushed through the streaming
+    :class:`Frontend` (the same kernel stages), so memory does not grow with the clip.
+
+    Args:
+        stream: an :class:`edge.audio.AudioStream` (``n_samples``, ``padded_blocks()``).
+
+    Yields:
+        ``(k, spec.vector_size) float32``, ``spec.n_vectors(stream.n_samples)`` rows in all.
+    """
+    fe = Frontend(spec)
+    for block in stream.padded_blocks():
+        for i in range(0, len(block), batch * spec.hop_length):
+            v = fe.push(block[i:i + batch * spec.hop_length])
+            if len(v):
+                yield v

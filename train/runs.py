@@ -11,21 +11,21 @@
     RUN/scores.json         {"model": "autoencoder", "clips": [{path, score}]} every clip
     RUN/train.json          recipe, seed, history, timings, cache folder, observed FPRs
 
-A run is written into a temporary folder beside RUN and renamed into place when complete,
-so a failed or interrupted training leaves nothing half-written.
+A run is written into a temporary folder beside RUN and swapped into place when complete
+(:mod:`edge.atomic`, the same mechanism as bundles), so a failed, interrupted or killed
+training leaves the earlier RUN or the new one, never neither.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edge.atomic import replace_folder
 from edge.bundle import check_writable
 from edge.errors import EdgeAdError
 from edge.spec import FeatureSpec
@@ -69,28 +69,16 @@ def check_out(out: Path, *, force: bool) -> None:
 
 
 def write_atomically(out: str | os.PathLike, fill: Callable[[Path], None], *, force: bool = False) -> Path:
-    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then rename it to ``out``.
+    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then swap it into place with
+    :func:`edge.atomic.replace_folder` (fsynced; an atomic exchange where Linux offers it).
 
-    An existing ``out`` (only with ``force``) is replaced only once the new one is complete;
-    if ``fill`` raises, nothing at ``out`` changes.
+    An existing ``out`` (only with ``force``) is replaced only once the new one is complete
+    on disk; if ``fill`` raises or the process is killed, ``out`` is as it was, and what a
+    killed writer left beside it is removed at the next start.
     """
     out = Path(out)
     check_out(out, force=force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        fill(tmp)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rmdir(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    replace_folder(out, fill)
     return out
 
 
