@@ -269,10 +269,12 @@ class Frontend:
 
 
 def stream_vectors(stream: Any, *, spec: FeatureSpec = DEFAULT_SPEC,
-                   batch: int = 2048) -> Iterator[np.ndarray]:
+                   batch: int = 1024) -> Iterator[np.ndarray]:
     """The context vectors of a whole clip, as :func:`clip_features` gives them, in
-    batches of at most ``batch`` rows: the seed-padded clip pushed through the streaming
-    :class:`Frontend` (the same kernel stages), so memory does not grow with the clip.
+    batches of ``batch`` rows (the last one shorter): the seed-padded clip pushed through
+    the streaming :class:`Frontend` (the same kernel stages), so memory does not grow with
+    the clip. Equal batches matter to the caller's model runtime: TFLite re-plans its
+    tensors at every change of batch size.
 
     Args:
         stream: an :class:`edge.audio.AudioStream` (``n_samples``, ``padded_blocks()``).
@@ -281,8 +283,19 @@ def stream_vectors(stream: Any, *, spec: FeatureSpec = DEFAULT_SPEC,
         ``(k, spec.vector_size) float32``, ``spec.n_vectors(stream.n_samples)`` rows in all.
     """
     fe = Frontend(spec)
+    held: list[np.ndarray] = []
+    n_held = 0
     for block in stream.padded_blocks():
-        for i in range(0, len(block), batch * spec.hop_length):
-            v = fe.push(block[i:i + batch * spec.hop_length])
-            if len(v):
-                yield v
+        v = fe.push(block)
+        if not len(v):
+            continue
+        held.append(v)
+        n_held += len(v)
+        if n_held >= batch:
+            rows = np.concatenate(held)
+            cut = len(rows) - len(rows) % batch
+            for i in range(0, cut, batch):
+                yield rows[i:i + batch]
+            held, n_held = ([rows[cut:]], len(rows) - cut) if cut < len(rows) else ([], 0)
+    if n_held:
+        yield np.concatenate(held)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .run import threads_arg
+from ..options import threads_arg
 
 log = logging.getLogger("edge.calibrate")
 

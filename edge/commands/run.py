@@ -29,6 +29,9 @@ EXAMPLE = """examples:
 """
 
 
+from ..options import threads_arg  # noqa: E402  (re-exported for the other commands)
+
+
 def add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("tflite", "onnx"), default="tflite",
                    help="model runtime (default: tflite)")
@@ -37,21 +40,6 @@ def add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=threads_arg, default=1,
                    help="model runtime threads, 1 to the cores present (default: 1, leaves "
                         "cores for capture)")
-
-
-def threads_arg(text: str) -> int:
-    """``--threads``: 1 to the cores this process may use. More only slows the runtimes
-    down, and far more crashes LiteRT and hangs onnxruntime, so it is refused."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of threads") from None
-    if not 1 <= n <= cores:
-        raise argparse.ArgumentTypeError(f"{n}: expected 1 to {cores} (the cores present)")
-    return n
 
 
 def add_parser(subparsers: Any) -> None:
@@ -157,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
     # alerts are switched on.
     heartbeat_s = 0.0 if args.heartbeat in ("0", "0s") else parse_duration(args.heartbeat, what="--heartbeat")
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise EdgeAdError(f"--max-seconds {args.max_seconds:g}: expected a finite number of "
-                          "seconds above 0 (leave it out to run until the source ends)")
+        raise EdgeAdError(f"--max-seconds {args.max_seconds:g}: expected seconds above 0, "
+                          "finite (leave it out to run until the source ends)")
     if args.spool_max_events < 1:
         raise EdgeAdError(f"--spool-max-events {args.spool_max_events}: expected at least 1")
     bundle, model_path, threshold, backend = open_bundle(args)
