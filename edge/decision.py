@@ -29,7 +29,7 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
             raise EdgeAdError(f"{what} {text!r}: expected a duration such as 10s, 500ms, 2m or 1h")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if not (math.isfinite(seconds) and seconds > 0):
-        raise EdgeAdError(f"{what} {text!r}: expected a finite duration above 0")
+        raise EdgeAdError(f"{what} {text!r}: expected a duration above 0, finite")
     return seconds
 
 

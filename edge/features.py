@@ -289,6 +289,11 @@ def stream_vectors(stream: Any, *, spec: FeatureSpec = DEFAULT_SPEC,
         v = fe.push(block)
         if not len(v):
             continue
+        if not np.isfinite(v.sum()):
+            # Finite samples so large (~1e17) that the power spectrum overflows.
+            raise AudioError(
+                f"{stream.path}: samples up to {float(np.abs(block).max()):.3g} overflow the "
+                "power spectrum; expected audio scaled to about [-1, 1]")
         held.append(v)
         n_held += len(v)
         if n_held >= batch:

@@ -42,7 +42,9 @@ def _write_old(target: Path) -> None:
 
 
 @pytest.mark.parametrize("swap", ["exchange", "rename"])
-@pytest.mark.parametrize("kill_at, expected", [("filled", "old"), ("swapped", "new"), ("", "new")])
+@pytest.mark.parametrize("kill_at, expected", [
+    pytest.param("filled", "old", marks=pytest.mark.fault),
+    pytest.param("swapped", "new", marks=pytest.mark.fault), ("", "new")])
 def test_a_writer_killed_at_any_point_leaves_old_or_new_and_the_next_start_cleans_up(
         tmp_path, swap, kill_at, expected):
     target = tmp_path / "RUN"
@@ -101,6 +103,7 @@ def test_scratch_folders_of_dead_exports_are_removed_at_the_next_one(tmp_path, m
     assert not work.exists()
 
 
+@pytest.mark.fault
 def test_train_force_killed_before_the_swap_keeps_the_old_run_and_the_next_train_cleans(
         tiny_plant, trained_run, tmp_path):
     import shutil

@@ -140,6 +140,7 @@ def _check_in_order_none_lost(events: list[dict], expected: list[int]) -> None:
 
 @needs_broker
 @pytest.mark.slow
+@pytest.mark.fault
 def test_spooled_events_arrive_in_order_across_broker_restart_and_sender_restart(tmp_path):
     port = free_port()
     broker = Broker(tmp_path, port)

@@ -22,6 +22,7 @@ from test_mqtt_alerts import free_port, wait_for
 from test_spool_safety import _events, _holder
 
 SR = 16000
+pytestmark = pytest.mark.fault   # every test here injects one fault (counted by conftest)
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +231,34 @@ def test_a_stuck_dc_stretch_starts_and_ends_no_signal_and_live_audio_is_scored_a
         [None, None] + ["dc"] * 9 + [None, None]
     kinds = [e["type"] for e in _events(spool)]
     assert kinds[:2] == ["no_signal_start", "no_signal_end"] and "alarm_start" not in kinds
+
+
+def test_sigterm_stops_run_promptly_while_an_alsa_read_is_blocked(bundle, tmp_path):
+    """tests/alsa/asound.conf makes hw:1 read its samples from EDGE_AD_ALSA_RAW; a FIFO
+    that is open but silent there blocks alsa-lib inside snd_pcm_readi, as a stalled USB
+    microphone does."""
+    import os
+    import shutil
+
+    from runtime_support import ALSA_CONF
+
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("alsaaudio")
+    fifo = tmp_path / "card.raw"
+    os.mkfifo(fifo)
+    keep_open = os.open(fifo, os.O_RDWR)   # a writer that never writes
+    p = subprocess.Popen([sys.executable, "-m", "edge", "run", "--device", "hw:1", "--model",
+                          str(bundle_dir(bundle))],
+                         env=edge_env(ALSA_CONFIG_PATH=str(ALSA_CONF), EDGE_AD_ALSA_RAW=str(fifo)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(p)
+        time.sleep(0.5)                    # inside the blocked read by now
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=5)
+    finally:
+        p.kill()
+        os.close(keep_open)
+    assert p.returncode == 0, p.stderr.read().decode()
+    assert "stopped on SIGTERM" in p.stderr.read().decode()

@@ -51,6 +51,7 @@ def _events(spool: Path) -> list[dict]:
 
 
 # --- defect 1: two owners of one spool ------------------------------------------------------
+@pytest.mark.fault
 def test_a_second_owner_of_a_spool_is_refused_naming_the_first_ones_pid(tmp_path):
     spool = tmp_path / "spool"
     holder = _holder(spool, 9)
@@ -67,6 +68,7 @@ def test_a_second_owner_of_a_spool_is_refused_naming_the_first_ones_pid(tmp_path
         assert s.put({"type": "alarm_end"}) == 10
 
 
+@pytest.mark.fault
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path):
     spool = tmp_path / "spool"
     holder = _holder(spool, 1)
@@ -89,6 +91,7 @@ def test_default_client_id_and_spool_differ_per_instance_and_stay_put_across_res
 
 
 # --- defect 3: seq and open alarms across restarts -------------------------------------------
+@pytest.mark.fault
 def test_seq_keeps_rising_after_a_restart_with_an_empty_spool(tmp_path):
     with Spool(tmp_path) as s:
         seqs = [s.put({"type": "heartbeat"}) for _ in range(3)]
@@ -99,6 +102,7 @@ def test_seq_keeps_rising_after_a_restart_with_an_empty_spool(tmp_path):
         assert s.put({"type": "alarm_start"}) == 4
 
 
+@pytest.mark.fault
 def test_an_alarm_open_at_a_crash_is_closed_with_reason_restart_after_it(tmp_path):
     with Spool(tmp_path) as s:
         alerts = Alerts(s, heartbeat_s=0)
@@ -120,6 +124,7 @@ def test_an_alarm_open_at_a_crash_is_closed_with_reason_restart_after_it(tmp_pat
 
 
 # --- defect 2: an unreadable entry -------------------------------------------------------------
+@pytest.mark.fault
 @needs_broker
 def test_an_unreadable_entry_is_quarantined_reported_and_the_rest_delivered(tmp_path):
     port = free_port()
@@ -154,6 +159,7 @@ def test_an_unreadable_entry_is_quarantined_reported_and_the_rest_delivered(tmp_
         broker.stop()
 
 
+@pytest.mark.fault
 def test_a_sender_thread_that_dies_anyway_reports_it_to_its_owner(tmp_path, monkeypatch):
     class Boom(BaseException):
         pass
@@ -177,6 +183,7 @@ def _log_lines(caplog, needle: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if needle in r.getMessage()]
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("url, needle", [
     ("mqtt://127.0.0.1:{port}", "refused the connection"),
     ("mqtt://no-such-broker.invalid:1883", "DNS: cannot resolve no-such-broker.invalid"),
@@ -193,6 +200,7 @@ def test_an_unreachable_broker_is_logged_once_not_at_every_retry(tmp_path, caplo
     assert len(_log_lines(caplog, needle)) == 1, caplog.text
 
 
+@pytest.mark.fault
 @needs_broker
 def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="edge.alerts")
@@ -222,6 +230,7 @@ def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog):
     assert len(_log_lines(caplog, "refused the login")) == 1, caplog.text
 
 
+@pytest.mark.fault
 @needs_broker
 def test_two_instances_with_their_default_client_ids_do_not_knock_each_other_off(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="edge.alerts")

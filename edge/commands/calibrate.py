@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from ..decision import parse_duration
     from ..errors import EdgeAdError
 
-    if not args.minutes > 0:
-        raise EdgeAdError(f"--minutes {args.minutes}: expected a duration above 0")
+    import math
+
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise EdgeAdError(f"--minutes {args.minutes}: expected a duration above 0, finite")
     if args.keep_history < 0:
         raise EdgeAdError(f"--keep-history {args.keep_history}: expected 0 or more")
     if not 0 < args.p < 1:

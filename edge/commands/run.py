@@ -159,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     source: Any = None
     alerts = sender = None
     if args.mqtt:
-        from ..alerts import Alerts, MqttSender, default_client_id, read_password
+        from ..alerts import Alerts, MqttSender, default_client_id, parse_mqtt_url, read_password
         from ..spool import Spool
 
+        parse_mqtt_url(args.mqtt)   # a bad URL is refused before a spool is made for it
         client_id = args.mqtt_client_id or default_client_id(
             str(bundle.path.resolve()), args.device, args.mqtt_topic)
         password = read_password(args.mqtt_password_file) if args.mqtt_password_file else None

@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
             ("--bottleneck", args.bottleneck, args.bottleneck >= 1, "a whole number >= 1"),
             ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
             ("--jobs", args.jobs, args.jobs >= 1, "a whole number >= 1"),
-            ("--threads", args.threads, args.threads is None or args.threads >= 1,
-             "a whole number >= 1"),
             ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
              "a whole number >= 2")]:
         if not ok:
