@@ -51,6 +51,7 @@ class LineWriter:
         self.error_is_new = False
         self.first_error: str | None = None
         self.failed_lines = 0
+        self.reader_gone = False   # a pipe whose reader closed it (``| head``): not an error
 
     def write_line(self, text: str) -> bool:
         """Write ``text`` and a newline, whole or not at all (on a regular file); True if
@@ -64,6 +65,9 @@ class LineWriter:
             while view:
                 n = os.write(self.fd, view)
                 view = view[n:]
+        except BrokenPipeError:
+            self.reader_gone = True
+            return False
         except OSError as e:
             self._failed(e, start)
             return False

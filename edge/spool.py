@@ -36,6 +36,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .atomic import fsync_dir
 from .errors import EdgeAdError
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,6 @@ class SpoolError(EdgeAdError, OSError):
 class SpoolLockedError(SpoolError):
     """Another process owns the spool (exit code 2: a configuration error, two instances
     given one spool)."""
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename or unlink inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file_atomically(path: Path, data: bytes) -> None:

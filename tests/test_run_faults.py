@@ -262,3 +262,19 @@ def test_sigterm_stops_run_promptly_while_an_alsa_read_is_blocked(bundle, tmp_pa
         os.close(keep_open)
     assert p.returncode == 0, p.stderr.read().decode()
     assert "stopped on SIGTERM" in p.stderr.read().decode()
+
+
+def test_a_reader_that_closes_the_pipe_stops_run_cleanly(bundle, audio):
+    """``edge-ad run ... | head -2``: the reader going away ends the run with exit 0, not
+    an output error (every line it asked for was whole)."""
+    p = _popen("run", "--device", str(audio["normal"]), "--loop", "--fast", "--model",
+               str(bundle_dir(bundle)), "--window", "2s")
+    try:
+        first = [json.loads(p.stdout.readline()) for _ in range(2)]
+        p.stdout.close()
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+    assert [d["stream_seconds"] for d in first] == [3.0, 4.0]
+    assert p.returncode == 0
+    assert "stopped on closed output pipe" in p.stderr.read().decode()

@@ -223,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
                 if alerts is not None:
                     alerts.observe(d)
                 if not out.write_line(d.to_json()):
+                    if out.reader_gone:
+                        stopping.append("closed output pipe")  # `| head`: the reader is done
+                        source.stop()
+                        break
                     output_failed = True
                     if out.error_is_new:
                         if alerts is not None:
