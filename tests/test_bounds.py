@@ -39,6 +39,7 @@ def _wav_with_rate(path: Path, rate: int, n: int = 300_000) -> Path:
 
 
 # --- defect 8: memory bombs ----------------------------------------------------------------------
+@pytest.mark.bad_input
 @pytest.mark.parametrize("rate", [1, 100, 999, 384_001, 2_000_000_000])
 def test_a_sample_rate_outside_1k_to_384k_is_refused_before_reading(rate, bundle, tmp_path,
                                                                      capsys):
@@ -103,6 +104,7 @@ def test_memory_of_score_features_and_the_training_cache_does_not_follow_clip_le
 
 
 # --- defect 9: symlinks and non-regular files in a bundle ---------------------------------------
+@pytest.mark.bad_input
 def test_a_symlinked_threshold_in_a_bundle_is_refused_even_with_matching_content(bundle, tmp_path,
                                                                                   capsys):
     b = copy_bundle(bundle, tmp_path / "b")
@@ -114,6 +116,7 @@ def test_a_symlinked_threshold_in_a_bundle_is_refused_even_with_matching_content
     assert "threshold.json: is a symbolic link" in line
 
 
+@pytest.mark.bad_input
 def test_a_fifo_in_place_of_a_model_file_is_refused_without_blocking(bundle, tmp_path, capsys):
     b = copy_bundle(bundle, tmp_path / "b")
     (b / "model_int8.tflite").unlink()
@@ -127,6 +130,7 @@ def _nested(depth: int) -> str:
     return '{"schema_version": 1, "files": ' + "[" * depth + "]" * depth + "}"
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("change, expected", [
     (lambda m: {**m, "files": "model_int8.tflite"}, "files: expected a non-empty object"),
     (lambda m: {**m, "files": None}, "files: expected a non-empty object"),
@@ -156,6 +160,7 @@ class _Hostile:
         return (os.system, ("touch pwned",))
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("content", ["random", "pickle", "bigmodel"])
 def test_a_random_or_hostile_run_file_is_exit_2_and_no_pickle_runs(content, trained_run,
                                                                    tmp_path, capsys,
@@ -178,6 +183,7 @@ def test_a_random_or_hostile_run_file_is_exit_2_and_no_pickle_runs(content, trai
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.bad_input
 def test_a_symlink_loop_in_a_dataset_is_named_not_a_traceback(tiny_plant, tmp_path, capsys):
     plant = tmp_path / "plant"
     shutil.copytree(tiny_plant, plant)
@@ -193,6 +199,7 @@ def test_a_symlink_loop_in_a_dataset_is_named_not_a_traceback(tiny_plant, tmp_pa
     assert str(loop) in line
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("option, value", [("--max-seconds", "inf"), ("--max-seconds", "nan"),
                                            ("--every", "9" * 400), ("--window", "1" + "0" * 400)])
 def test_a_non_finite_duration_is_refused(option, value, tmp_path, capsys):
@@ -201,6 +208,7 @@ def test_a_non_finite_duration_is_refused(option, value, tmp_path, capsys):
     assert option in line
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("argv", [
     ["run", "--device", "x.wav", "--model", "b"], ["score", "b", "x.wav"],
     ["calibrate", "--device", "x.wav", "--model", "b", "--minutes", "1"],
