@@ -178,18 +178,6 @@ class Spool:
         data = json.dumps(self.state, separators=(",", ":"), sort_keys=True).encode()
         write_file_atomically(self.dir / STATE_FILE, data)
 
-    def set_state(self, key: str, value: Any) -> None:
-        """Persist ``state[key] = value`` (None removes it) before returning."""
-        with self._lock:
-            if value is None:
-                self.state.pop(key, None)
-            else:
-                self.state[key] = value
-            try:
-                self._write_state_locked()
-            except OSError as e:
-                raise SpoolError(f"{self.dir / STATE_FILE}: cannot write ({e.strerror})") from None
-
     # --- events ---------------------------------------------------------------------------
     def _path(self, seq: int, kind: str) -> Path:
         return self.dir / f"{seq:012d}.{kind}.json"
