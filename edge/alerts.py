@@ -409,6 +409,23 @@ class Alerts:
         self._put({"type": kind, "time": utc_now(), "error": message, **self.context})
 
 
+#: URL schemes -> the sink class that serves them. A webhook or Home Assistant sink is one
+#: more entry (a class taking ``(url, spool=..., **options)`` with notify/close/failed).
+SINKS: dict[str, str] = {"mqtt": "MqttSender", "mqtts": "MqttSender", "tcp": "MqttSender",
+                         "ssl": "MqttSender"}
+
+
+def open_sink(url: str, *, spool: Spool, **options: Any) -> Sink:
+    """The :class:`Sink` for ``url``'s scheme, sending what ``spool`` holds."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "mqtt"
+    try:
+        cls = globals()[SINKS[scheme]]
+    except KeyError:
+        raise AlertConfigError(f"--mqtt {url!r}: no alert sink for {scheme}://; expected one "
+                               f"of {sorted(SINKS)}") from None
+    return cls(url, spool=spool, **options)
+
+
 def read_password(path: str) -> str:
     """The first line of a password file (kept out of the command line and the unit file)."""
     try:

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     source: Any = None
     alerts = sender = None
     if args.mqtt:
-        from ..alerts import Alerts, MqttSender, default_client_id, parse_mqtt_url, read_password
+        from ..alerts import Alerts, default_client_id, open_sink, parse_mqtt_url, read_password
         from ..spool import Spool
 
         parse_mqtt_url(args.mqtt)   # a bad URL is refused before a spool is made for it
@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
                 source.stop()
 
         try:
-            sender = MqttSender(args.mqtt, spool=spool, topic=args.mqtt_topic,
-                                username=args.mqtt_user, password=password,
-                                tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
-                                tls_key=args.mqtt_tls_key, client_id=client_id, on_fatal=on_fatal)
+            sender = open_sink(args.mqtt, spool=spool, topic=args.mqtt_topic,
+                               username=args.mqtt_user, password=password,
+                               tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
+                               tls_key=args.mqtt_tls_key, client_id=client_id, on_fatal=on_fatal)
         except BaseException:
             spool.close()
             raise
