@@ -278,3 +278,27 @@ def test_a_reader_that_closes_the_pipe_stops_run_cleanly(bundle, audio):
     assert [d["stream_seconds"] for d in first] == [3.0, 4.0]
     assert p.returncode == 0
     assert "stopped on closed output pipe" in p.stderr.read().decode()
+
+
+def test_two_runs_on_one_board_get_their_own_default_spools_and_keep_every_event(
+        bundle, audio, tmp_path):
+    """Defect 1 as reported: two instances with the default spool. Each now gets its own
+    (named by its client id: bundle, device, topic), so all events of both are kept."""
+    root = tmp_path / "spools"
+    args = ["run", "--fast", "--model", str(bundle_dir(bundle)), "--window", "2s",
+            "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--heartbeat", "0"]
+    env = edge_env(EDGE_AD_SPOOL_ROOT=str(root))
+    procs = [subprocess.Popen([sys.executable, "-m", "edge", *args, "--device", str(audio[k])],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for k in ("mixed", "fault")]
+    errs = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    spools = sorted(root.iterdir())
+    assert len(spools) == 2 and all(s.name.startswith("edge-ad-") for s in spools)
+    kinds = sorted(tuple(e["type"] for e in _events(s)) for s in spools)
+    # mixed: the fault in the middle starts and ends an alarm; fault: one alarm, open at the end.
+    assert kinds == [("alarm_start",), ("alarm_start", "alarm_end")]
+    # An explicit --mqtt-client-id names the spool folder.
+    r = edge_ad(*args, "--device", str(audio["fault"]), "--mqtt-client-id", "press-7", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert (root / "press-7").is_dir() and _events(root / "press-7")
