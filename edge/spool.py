@@ -139,6 +139,7 @@ class Spool:
                     size = 0
                 self._entries[int(m.group(1))] = (m.group(2), size)
         self.state = self._read_state()
+        self._restore_pending()
         self._next = max(max(self._entries, default=0) + 1, int(self.state.get("next_seq", 1)))
         if self._entries:
             log.info("%s: %d spooled events from before, oldest #%d", self.dir,
@@ -173,6 +174,31 @@ class Spool:
             return {}
         return state
 
+    def _restore_pending(self) -> None:
+        """Write the event a crash interrupted: the state file names it (``pending``)
+        before its own file is written, so an event whose state change is on disk is never
+        missing (an alarm_end cannot vanish while the state says the alarm is closed)."""
+        pending = self.state.get("pending")
+        if not isinstance(pending, dict):
+            return
+        try:
+            seq, kind, data = int(pending["seq"]), str(pending["kind"]), str(pending["data"])
+        except (KeyError, TypeError, ValueError):
+            self.state.pop("pending", None)
+            return
+        if seq in self._entries or not re.fullmatch(r"[a-z_]+", kind):
+            return
+        path = self._path(seq, kind)
+        try:
+            write_file_atomically(path, data.encode())
+        except OSError as e:
+            log.error("%s: cannot restore event #%d interrupted by a crash (%s)", self.dir, seq,
+                      e.strerror)
+            return
+        self._entries[seq] = (kind, len(data))
+        log.warning("%s: restored %s #%d, interrupted by a crash while being spooled",
+                    self.dir, kind, seq)
+
     def _write_state_locked(self) -> None:
         self.state["next_seq"] = self._next
         data = json.dumps(self.state, separators=(",", ":"), sort_keys=True).encode()
@@ -190,8 +216,10 @@ class Spool:
         """Write ``event`` (its ``"type"`` is the kind) durably; return its sequence number,
         which is also stored in the event as ``"seq"``.
 
-        ``state``: keys to set in the persistent state (None removes a key), written
-        before the event so a crash in between never leaves an event without its state.
+        ``state``: keys to set in the persistent state (None removes a key; a callable is
+        given the sequence number). The state goes to disk first, carrying the event itself
+        as ``pending``; the event's file follows. A crash in between is repaired at the next
+        start (:meth:`_restore_pending`), so state and events never disagree.
         """
         kind = str(event.get("type", "event"))
         if not re.fullmatch(r"[a-z_]+", kind):
@@ -206,8 +234,8 @@ class Spool:
                     self.state[k] = v(seq) if callable(v) else v
             data = json.dumps({**event, "seq": seq}, separators=(",", ":")).encode()
             path = self._path(seq, kind)
+            self.state["pending"] = {"seq": seq, "kind": kind, "data": data.decode()}
             try:
-                # The sequence number is persisted first: a crash after it only skips one.
                 self._write_state_locked()
                 write_file_atomically(path, data)
             except OSError as e:
@@ -263,6 +291,7 @@ class Spool:
     def quarantine(self, seq: int, why: str) -> str:
         """Move an unreadable entry to ``quarantine/`` and forget it; returns its name."""
         with self._lock:
+            self._forget_pending_locked(seq)
             entry = self._entries.pop(seq, None)
             name = self._path(seq, entry[0] if entry else "event").name
         src = self.dir / name
@@ -289,7 +318,19 @@ class Spool:
         with self._lock:
             self._remove_locked(seq)
 
+    def _forget_pending_locked(self, seq: int) -> None:
+        """Once the pending event is acknowledged or dropped, the next start must not
+        restore it (that would send it twice)."""
+        pending = self.state.get("pending")
+        if isinstance(pending, dict) and pending.get("seq") == seq:
+            self.state.pop("pending")
+            try:
+                self._write_state_locked()
+            except OSError as e:
+                log.error("%s: cannot update %s (%s)", self.dir, STATE_FILE, e.strerror)
+
     def _remove_locked(self, seq: int) -> None:
+        self._forget_pending_locked(seq)
         entry = self._entries.pop(seq, None)
         if entry is not None:
             try:

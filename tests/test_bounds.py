@@ -19,10 +19,9 @@ import pytest
 import soundfile as sf
 
 from edge.audio import AudioStream, load
-from edge.errors import EXIT_BAD_INPUT, EXIT_BUNDLE_INVALID
+from edge.errors import EXIT_BUNDLE_INVALID
 from edge.features import clip_features, stream_vectors
 from edge.options import cores_present
-from edge.scoring import clip_score
 from runtime_support import bundle_dir, copy_bundle, edge_env
 from test_cli_errors import _fail
 

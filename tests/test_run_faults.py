@@ -238,7 +238,6 @@ def test_sigterm_stops_run_promptly_while_an_alsa_read_is_blocked(bundle, tmp_pa
     that is open but silent there blocks alsa-lib inside snd_pcm_readi, as a stalled USB
     microphone does."""
     import os
-    import shutil
 
     from runtime_support import ALSA_CONF
 

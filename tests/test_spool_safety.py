@@ -254,3 +254,35 @@ def test_two_instances_with_their_default_client_ids_do_not_knock_each_other_off
         for s in senders:
             s.close(timeout=0)
         broker.stop()
+
+
+@pytest.mark.fault
+def test_an_event_interrupted_between_its_state_and_its_file_is_restored_not_lost(tmp_path,
+                                                                                   monkeypatch):
+    """kill -9 after the state (the alarm is now closed) but before alarm_end's own file:
+    the next start writes the event from the state's record, so neither is lost."""
+    import edge.spool as spool_mod
+
+    with Spool(tmp_path) as s:
+        alerts = Alerts(s, heartbeat_s=0)
+        alerts.observe(_decision(1.0, alarm=True))                    # alarm_start #1
+        real = spool_mod.write_file_atomically
+
+        def crash_on_the_event(path, data):
+            if path.name.endswith(".alarm_end.json"):
+                raise KeyboardInterrupt("killed here")                # stands in for kill -9
+            return real(path, data)
+
+        monkeypatch.setattr(spool_mod, "write_file_atomically", crash_on_the_event)
+        with pytest.raises(KeyboardInterrupt):
+            alerts.observe(_decision(2.0, alarm=False))
+        monkeypatch.setattr(spool_mod, "write_file_atomically", real)
+    assert [e["type"] for e in _events(tmp_path)] == ["alarm_start"]
+    with Spool(tmp_path) as s:
+        Alerts(s, heartbeat_s=0)
+        assert [(e["type"], e["seq"]) for e in _events(tmp_path)] == [("alarm_start", 1),
+                                                                      ("alarm_end", 2)]
+        assert "alarm" not in s.state           # closed once, not closed again by "restart"
+        s.remove(2)                              # acknowledged: never restored again
+    with Spool(tmp_path) as s:
+        assert s.pending() == [1]

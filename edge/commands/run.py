@@ -128,8 +128,6 @@ def default_spool_dir(client_id: str) -> "Path":
 def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     import math
-    import os
-    import threading
 
     from ..capture import open_source
     from ..decision import AlarmRule, SignalCheck, parse_duration
@@ -205,9 +203,8 @@ def run(args: argparse.Namespace) -> int:
         source.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    if threading.current_thread() is threading.main_thread():
-        # A file-size limit (ulimit -f) must be an error on the write, not a kill.
-        old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # A file-size limit (ulimit -f) must be an error on the write, not a kill.
+    old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
     log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
              "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
