@@ -22,21 +22,19 @@ A failed or killed export leaves the previous bundle exactly as it was.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import datetime
-import errno
 import hashlib
 import json
 import os
-import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
+from .atomic import replace_folder
 from .errors import BundleError, BundleNotFoundError, EdgeAdError
 from .spec import FeatureSpec
 from .threshold import Threshold
@@ -116,13 +114,101 @@ class Bundle:
 
 
 # --- reading -------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
+#: Largest JSON file of a bundle read (bytes) and deepest nesting accepted: a manifest is a
+#: few kB four levels deep; a calibration history of KEEP_HISTORY entries stays far below.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def _regular_file(path: Path) -> os.stat_result:
+    """``lstat`` of a file inside the bundle; a symlink, folder, FIFO or device is refused:
+    a bundle is read only from its own regular files (a link could point anywhere)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing (listed in {MANIFEST})") from None
     except OSError as e:
         raise BundleError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise BundleError(f"{path}: is a symbolic link; a bundle holds only regular files "
+                          "(copy the file in instead)")
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{path}: not a regular file; a bundle holds only regular files")
+    return st
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (a recursive walk is what overflows)."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        o, d = todo.pop()
+        if isinstance(o, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_JSON_DEPTH:
+                todo.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
+
+
+def _read_json(path: Path) -> Any:
+    size = _regular_file(path).st_size
+    if size > MAX_JSON_BYTES:
+        raise BundleError(f"{path}: {size} bytes; expected at most {MAX_JSON_BYTES} for a "
+                          "bundle's JSON file")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read ({e.strerror})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path}: not valid JSON ({e})") from None
+    if _depth(obj) > MAX_JSON_DEPTH:
+        raise BundleError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels")
+    return obj
+
+
+def check_manifest(manifest: Any, where: Path) -> None:
+    """The manifest's types, checked before any value is used (schema version 1).
+
+    Hand-written rather than ``jsonschema``: the board installs no more than it must, the
+    schema is a dozen lines, and each refusal names the key and what was expected::
+
+        {"schema_version": 1, "spec_digest": str,
+         "files": {NAME: {"sha256": 64 hex, "bytes": int >= 0}},   NAME a plain file name
+         "models": {NAME: {...}} (non-empty, each listed in files),
+         "calibrations": [ {...} ] (optional)}
+    """
+    def bad(key: str, expected: str) -> BundleError:
+        return BundleError(f"{where}: {key}: expected {expected}")
+
+    if not isinstance(manifest, dict):
+        raise bad("top level", "an object")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version {manifest.get('schema_version')!r}; "
+                          f"expected {SCHEMA_VERSION}")
+    if not isinstance(manifest.get("spec_digest"), str):
+        raise bad("spec_digest", "a string")
+    files, models = manifest.get("files"), manifest.get("models")
+    if not isinstance(files, dict) or not files:
+        raise bad("files", "a non-empty object {file name: {sha256, bytes}}")
+    if not isinstance(models, dict) or not models:
+        raise bad("models", "a non-empty object {model file name: {...}}")
+    for name, entry in files.items():
+        if not name or Path(name).name != name or name in (".", "..", MANIFEST):
+            raise bad(f"files[{name!r}]", "a plain file name in the bundle folder")
+        if not isinstance(entry, dict):
+            raise bad(f"files[{name!r}]", "an object {sha256, bytes}")
+        digest, size = entry.get("sha256"), entry.get("bytes")
+        if not (isinstance(digest, str) and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"files[{name!r}].sha256", "64 lower-case hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad(f"files[{name!r}].bytes", "a whole number >= 0")
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise bad(f"models[{name!r}]", "an object")
+    if not isinstance(manifest.get("calibrations", []), list):
+        raise bad("calibrations", "a list")
 
 
 def load_bundle(path: str | os.PathLike, *, expected_spec: FeatureSpec | None = None) -> Bundle:
@@ -145,27 +231,19 @@ def load_bundle(path: str | os.PathLike, *, expected_spec: FeatureSpec | None = 
         raise BundleNotFoundError(f"{root}: {what}; expected a bundle folder written by "
                                   "edge-ad export")
     manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+    if not manifest_path.is_file() and not manifest_path.is_symlink():
         raise BundleError(f"{manifest_path}: missing; {root} is not a complete bundle")
     manifest = _read_json(manifest_path)
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
-        raise BundleError(f"{manifest_path}: schema_version {found!r}; expected {SCHEMA_VERSION}")
-    files = manifest.get("files")
-    models = manifest.get("models")
-    if not isinstance(files, dict) or not isinstance(models, dict) or not models:
-        raise BundleError(f"{manifest_path}: expected 'files' and a non-empty 'models' object")
+    check_manifest(manifest, manifest_path)
+    files = manifest["files"]
+    models = manifest["models"]
     for required in (SPEC_FILE, THRESHOLD_FILE, *models):
         if required not in files:
             raise BundleError(f"{manifest_path}: does not list {required}")
     # Hashes first: nothing is parsed before it is known to be what the export wrote.
     for name, entry in sorted(files.items()):
-        if Path(name).name != name or name == MANIFEST:
-            raise BundleError(f"{manifest_path}: bad file entry {name!r}")
         file = root / name
-        if not file.is_file():
-            raise BundleError(f"{file}: missing (listed in {MANIFEST})")
-        size = file.stat().st_size
+        size = _regular_file(file).st_size
         if size != entry.get("bytes"):
             raise BundleError(f"{file}: {size} bytes; {MANIFEST} says {entry.get('bytes')} "
                               "(truncated or changed after export)")
@@ -179,8 +257,11 @@ def load_bundle(path: str | os.PathLike, *, expected_spec: FeatureSpec | None = 
         raise BundleError(f"{root}: model file(s) {extra} are not in {MANIFEST}; "
                           "refusing a bundle that mixes exports")
     spec_path = root / SPEC_FILE
+    _read_json(spec_path)   # size and depth bounds before the spec parser sees it
     try:
         spec = FeatureSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{spec_path}: not UTF-8 text ({e.reason})") from None
     except EdgeAdError as e:
         raise BundleError(f"{spec_path}: {e}") from None
     if spec.digest != manifest.get("spec_digest"):
@@ -217,41 +298,8 @@ def _write_file(path: Path, data: bytes) -> None:
         time.sleep(float(delay))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directory entries; False where the OS or file system cannot.
-
-    Python has no binding for ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+, glibc 2.28+),
-    the one call that replaces a non-empty directory with no moment where neither exists.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
 
 
 def check_writable(path: str | os.PathLike, *, expected: str = "a writable folder") -> None:
@@ -297,23 +345,6 @@ def check_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def _partial_prefix(target: Path) -> str:
-    return f".{target.name}.partial-"
-
-
-def _remove_stale_partials(target: Path) -> None:
-    """Remove temporary directories left by killed exports (their process is gone)."""
-    prefix = _partial_prefix(target)
-    for p in target.parent.glob(prefix + "*"):
-        try:
-            pid = int(p.name[len(prefix):].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
-
-
 def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: FeatureSpec,
                  thresholds: Mapping[str, Threshold], info: Mapping[str, Any] | None = None,
                  extra_files: Mapping[str, bytes] | None = None) -> Bundle:
@@ -344,22 +375,20 @@ def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: 
                           "expected one threshold per model file")
     info = dict(info or {})
     model_info = {name: dict(info.get("models", {}).get(name, {})) for name in sorted(models)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(target)}{os.getpid()}-",
-                                dir=target.parent))
-    try:
+    extra = dict(extra_files or {})
+    for name in sorted(extra):
+        if name in (SPEC_FILE, THRESHOLD_FILE, MANIFEST, *models) or Path(name).name != name \
+                or Path(name).suffix.lower() in MODEL_SUFFIXES:
+            raise BundleError(f"extra file name {name!r}: expected a plain new file name "
+                              "that is not a model, the manifest or a bundle file")
+
+    def fill(tmp: Path) -> None:
         contents: dict[str, bytes] = {
             SPEC_FILE: spec.to_json().encode(),
             THRESHOLD_FILE: _json_bytes({n: thresholds[n].to_dict() for n in sorted(thresholds)}),
         }
         contents.update({name: bytes(models[name]) for name in sorted(models)})
-        for name, data in sorted((extra_files or {}).items()):
-            if name in contents or name == MANIFEST or Path(name).name != name \
-                    or Path(name).suffix.lower() in MODEL_SUFFIXES:
-                raise BundleError(f"extra file name {name!r}: expected a plain new file name "
-                                  "that is not a model, the manifest or a bundle file")
-            contents[name] = bytes(data)
+        contents.update({name: bytes(extra[name]) for name in sorted(extra)})
         files = {}
         for name, data in contents.items():
             _write_file(tmp / name, data)
@@ -377,21 +406,6 @@ def write_bundle(path: str | os.PathLike, *, models: Mapping[str, bytes], spec: 
         }
         # The manifest goes last: a directory with a manifest has all its files.
         _write_file(tmp / MANIFEST, _json_bytes(manifest))
-        os.chmod(tmp, 0o755)   # mkdtemp makes it 0700
-        _fsync_dir(tmp)
-        if target.exists():
-            if _exchange(tmp, target):
-                old = tmp          # after the swap the temporary name holds the old bundle
-            else:
-                old = target.parent / f"{_partial_prefix(target)}{os.getpid()}-old"
-                os.rename(target, old)
-                os.rename(tmp, target)
-            _fsync_dir(target.parent)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-            _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_folder(target, fill)
     return load_bundle(target)

@@ -136,8 +136,12 @@ def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+#: calibrations whose previous manifest and thresholds a bundle keeps (``--keep-history``).
+KEEP_HISTORY = 10
+
+
 def rewrite_thresholds(bundle_path: str | os.PathLike, thresholds: dict[str, Threshold], *,
-                       record: dict[str, Any] | None = None) -> Any:
+                       record: dict[str, Any] | None = None, keep: int = KEEP_HISTORY) -> Any:
     """Write new cutoffs into a verified bundle, keeping the previous manifest and
     thresholds as ``manifest.<stamp>.json`` / ``threshold.<stamp>.json``; atomic.
 
@@ -146,6 +150,9 @@ def rewrite_thresholds(bundle_path: str | os.PathLike, thresholds: dict[str, Thr
         thresholds: ``{model file name: Threshold}`` for some or all model files; the
             others keep their cutoff.
         record: what to note in the manifest's ``calibrations`` list (source, duration).
+        keep: the newest calibrations kept, with the files they carry: without a bound,
+            every calibration would grow the bundle and its manifest for ever (each kept
+            manifest holds the whole list before it).
 
     Returns:
         The rewritten bundle, verified by :func:`edge.bundle.load_bundle`.
@@ -181,7 +188,17 @@ def rewrite_thresholds(bundle_path: str | os.PathLike, thresholds: dict[str, Thr
                                "n_scores": t.n_scores, "fit": t.fit, "p": t.p}
                         for name, t in thresholds.items()},
              **(record or {})}
-    manifest["calibrations"] = [*manifest.get("calibrations", []), entry]
+    if keep < 0:
+        raise EdgeAdError(f"--keep-history {keep}: expected 0 or more calibrations to keep")
+    history = [*manifest.get("calibrations", []), entry]
+    kept, dropped = history[len(history) - keep:] if keep else [], history[:len(history) - keep]
+    for old in dropped:
+        for key in ("previous_manifest", "previous_threshold"):
+            carried.pop(str(old.get(key)), None)
+    if dropped:
+        log.info("%s: %d older calibration(s) dropped from the history (keeping %d)",
+                 root, len(dropped), keep)
+    manifest["calibrations"] = kept
     models = {name: (root / name).read_bytes() for name in bundle.models}
     return write_bundle(root, models=models, spec=bundle.spec, thresholds=new, info=manifest,
                         extra_files=carried)

@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -321,6 +322,8 @@ class StdinSource:
     as a short read; an odd trailing byte is kept for the next read.
     """
 
+    POLL_S = 0.2   # longest wait between looks at the stop flag
+
     def __init__(self, stream: IO[bytes] | None = None, *, spec: FeatureSpec = DEFAULT_SPEC,
                  block: int = DEFAULT_BLOCK) -> None:
         self.name = "stdin"
@@ -334,8 +337,22 @@ class StdinSource:
         want = 2 * self.block
         carry = b""
         read = getattr(self._stream, "read1", self._stream.read)
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None   # an in-memory stream never blocks
         while not self._stop.is_set():
-            data = read(want - len(carry))
+            if fd is not None:
+                # A blocked read would outlive SIGTERM (Python retries it after the
+                # handler): wait for data in short slices, looking at the stop flag between
+                # them, and read the descriptor itself, so no data hides in a buffer that
+                # select() cannot see.
+                ready, _, _ = select.select([fd], [], [], self.POLL_S)
+                if not ready:
+                    continue
+                data = os.read(fd, want - len(carry))
+            else:
+                data = read(want - len(carry))
             if not data:
                 return
             data = carry + data

@@ -7,12 +7,17 @@ Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
+import signal
 import sys
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EdgeAdError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTPUT, EdgeAdError
+
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 # name -> (module, one-line help). Training-side commands live in ``train`` and are
 # looked up by name only, so importing edge never imports train.
@@ -75,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if hasattr(signal, "SIGXFSZ"):
+        # A file-size limit (ulimit -f) is a write error (EFBIG) to report, not a kill.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        return int(modules[args.command].run(args) or 0)
+        code = int(modules[args.command].run(args) or 0)
+        sys.stdout.flush()   # here, not at exit: a failing stdout is reported like any output
+        return code
     except EdgeAdError as e:
         print(f"edge-ad {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -84,7 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-ad {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRNOS:
+            raise
+        # Disk full, a file-size limit or an I/O error on an output: one line and exit 6.
+        where = f" {e.filename}" if e.filename else ""
+        print(f"edge-ad {args.command}: error: cannot write{where} ({e.strerror}); "
+              "nothing half-written is kept where the command writes atomically", file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_OUTPUT
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what could not be
+    written raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ import collections
 import dataclasses
 import datetime as _dt
 import json
+import math
 import re
 from typing import Any
 
@@ -27,8 +28,8 @@ def parse_duration(text: str | float, *, what: str = "duration") -> float:
         if not m:
             raise EdgeAdError(f"{what} {text!r}: expected a duration such as 10s, 500ms, 2m or 1h")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if not seconds > 0:
-        raise EdgeAdError(f"{what} {text!r}: expected a duration above 0")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise EdgeAdError(f"{what} {text!r}: expected a duration above 0, finite")
     return seconds
 
 
@@ -60,6 +61,46 @@ class AlarmRule:
         return f"{self.k}/{self.n}"
 
 
+@dataclasses.dataclass(frozen=True)
+class SignalCheck:
+    """Is there a microphone signal at all? Checked on the raw int16 samples of each
+    decision window, before any model: a dead or unplugged microphone, a muted input or a
+    saturated preamp is ``no_signal``, never a machine ``anomaly`` (digital silence scores
+    far above any cutoff, since the model never heard it). The test applies to each step of
+    ``--every`` seconds; a window is ``no_signal`` when any of its steps is, since the jump
+    into or out of a dead input is itself nothing the model heard.
+
+    - ``silence`` / ``dc``: the step's samples span at most ``max_ptp`` counts peak to
+      peak (a live microphone's noise floor spans hundreds); ``silence`` when their
+      midpoint is within ``max_ptp`` of 0, ``dc`` (a stuck value) otherwise.
+    - ``clipping``: at least ``clip_fraction`` of the step's samples sit at full scale (-32768
+      or 32767).
+
+    ``max_ptp = -1`` switches the first test off, ``clip_fraction > 1`` the second.
+    """
+
+    max_ptp: int = 8
+    clip_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.max_ptp <= 65535:
+            raise EdgeAdError(f"--no-signal-ptp {self.max_ptp}: expected -1 (off) to 65535 counts")
+        if not (0 < self.clip_fraction <= 2):   # NaN fails too
+            raise EdgeAdError(f"--no-signal-clip {self.clip_fraction}: expected a fraction in "
+                              "(0, 1], or above 1 for off")
+
+    def reason(self, lo: int, hi: int, rails: int, n: int) -> str | None:
+        """The no-signal reason for a window with min ``lo``, max ``hi``, ``rails`` samples
+        at full scale out of ``n``; None when the signal looks alive."""
+        if n == 0:
+            return None
+        if hi - lo <= self.max_ptp:
+            return "silence" if abs(lo + hi) / 2 <= self.max_ptp else "dc"
+        if rails >= self.clip_fraction * n:
+            return "clipping"
+        return None
+
+
 class Alarm:
     """The K-of-N state over a stream of per-decision booleans."""
 
@@ -79,6 +120,10 @@ class Alarm:
 class Decision:
     """One line of ``edge-ad run`` output.
 
+    ``no_signal`` names why the window holds no usable signal (:class:`SignalCheck`); then
+    ``anomaly`` is False and the alarm keeps the state it had (a dead microphone neither
+    raises nor clears a machine alarm).
+
     ``stream_seconds`` is the audio time at the end of the window (samples captured / rate),
     which is what a test or a replay can line up with the input; ``time`` and ``monotonic``
     are the wall and monotonic clocks at the moment of the decision.
@@ -97,6 +142,7 @@ class Decision:
     overruns: int
     short_reads: int
     reopens: int
+    no_signal: str | None = None   # "silence", "dc" or "clipping": see SignalCheck
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,6 +11,8 @@ EXIT_BAD_INPUT = 2        # bad file, value or argument: one clear line on stder
 EXIT_GATE_FAILED = 3      # export: int8 lost more accuracy than allowed, no bundle written
 EXIT_BUNDLE_INVALID = 4   # bundle failed verification (hash, missing file, spec digest)
 EXIT_DEVICE = 5           # audio device missing or busy
+EXIT_OUTPUT = 6           # an output could not be written (disk full, file-size limit, EIO)
+EXIT_ALERTS = 7           # run: the alert sender stopped; exit so the service is restarted
 EXIT_INTERRUPTED = 130
 
 
@@ -69,3 +71,9 @@ class ThresholdError(EdgeAdError, ValueError):
 
 class SettingError(EdgeAdError, ValueError):
     """An option value outside what it can be (a window too short to hold one vector, ...)."""
+
+
+class OutputError(EdgeAdError, OSError):
+    """An output that cannot be written (disk full, a file-size limit, an I/O error)."""
+
+    exit_code = EXIT_OUTPUT

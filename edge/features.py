@@ -17,7 +17,7 @@ in numpy for experiments.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from . import tables
 from .errors import AudioError, FrontendError, SpecMismatchError
 from .spec import DEFAULT_SPEC, FeatureSpec
 
-__all__ = ["logmel_frames", "context_vectors", "clip_features", "Frontend", "kernel_sizes"]
+__all__ = ["logmel_frames", "context_vectors", "clip_features", "Frontend", "kernel_sizes",
+           "stream_vectors"]
 
 _LIB: Any = None
 _FFI: Any = None
@@ -265,3 +266,41 @@ class Frontend:
     def reset(self) -> None:
         """Forget buffered samples and frames (a new stream starts)."""
         self._lib.ad_frontend_reset(self._state)
+
+
+def stream_vectors(stream: Any, *, spec: FeatureSpec = DEFAULT_SPEC,
+                   batch: int = 1024) -> Iterator[np.ndarray]:
+    """The context vectors of a whole clip, as :func:`clip_features` gives them, in
+    batches of ``batch`` rows (the last one shorter): the seed-padded clip pushed through
+    the streaming :class:`Frontend` (the same kernel stages), so memory does not grow with
+    the clip. Equal batches matter to the caller's model runtime: TFLite re-plans its
+    tensors at every change of batch size.
+
+    Args:
+        stream: an :class:`edge.audio.AudioStream` (``n_samples``, ``padded_blocks()``).
+
+    Yields:
+        ``(k, spec.vector_size) float32``, ``spec.n_vectors(stream.n_samples)`` rows in all.
+    """
+    fe = Frontend(spec)
+    held: list[np.ndarray] = []
+    n_held = 0
+    for block in stream.padded_blocks():
+        v = fe.push(block)
+        if not len(v):
+            continue
+        if not np.isfinite(v.sum()):
+            # Finite samples so large (~1e17) that the power spectrum overflows.
+            raise AudioError(
+                f"{stream.path}: samples up to {float(np.abs(block).max()):.3g} overflow the "
+                "power spectrum; expected audio scaled to about [-1, 1]")
+        held.append(v)
+        n_held += len(v)
+        if n_held >= batch:
+            rows = np.concatenate(held)
+            cut = len(rows) - len(rows) % batch
+            for i in range(0, cut, batch):
+                yield rows[i:i + batch]
+            held, n_held = ([rows[cut:]], len(rows) - cut) if cut < len(rows) else ([], 0)
+    if n_held:
+        yield np.concatenate(held)

@@ -11,6 +11,7 @@ clock: a file read with ``--fast`` gives the same lines as the same audio at rea
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -18,7 +19,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from .capture import CaptureStats
-from .decision import Alarm, AlarmRule, Decision, utc_now
+from .decision import Alarm, AlarmRule, Decision, SignalCheck, utc_now
 from .errors import SettingError
 from .scoring import vector_errors
 from .spec import DEFAULT_SPEC, FeatureSpec
@@ -60,11 +61,13 @@ class Detector:
         alarm: K-of-N rule.
         frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``.
         clock: monotonic clock (tests may pass their own).
+        signal_check: the no-signal test on the raw samples of each window (None: off).
     """
 
     def __init__(self, backend: Backend, *, cutoff: float, spec: FeatureSpec = DEFAULT_SPEC,
                  window_s: float = 10.0, every_s: float = 1.0, alarm: AlarmRule = AlarmRule(),
-                 frontend: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 frontend: Any = None, clock: Callable[[], float] = time.monotonic,
+                 signal_check: SignalCheck | None = SignalCheck()) -> None:
         self.backend = backend
         self.cutoff = float(cutoff)
         self.spec = spec
@@ -83,6 +86,14 @@ class Detector:
         self._gaps = 0
         self._next_decision = self.every_samples
         self.vectors_seen = 0
+        # Raw-sample statistics per `every` step (min, max, samples at full scale, count)
+        # over the last ceil(window / every) steps: the window is no_signal when one of its
+        # steps is (see SignalCheck), reported with the newest such step's reason.
+        self.signal_check = signal_check
+        window_samples = int(round(window_s * spec.sample_rate))
+        self._segments: collections.deque[tuple[int, int, int, int]] = collections.deque(
+            maxlen=max(1, -(-window_samples // self.every_samples)))
+        self._seg = [32767, -32768, 0, 0]
 
     @property
     def samples(self) -> int:
@@ -148,23 +159,55 @@ class Detector:
         n = len(samples)
         while i < n:
             take = min(n - i, self._next_decision - self._samples)
-            self._add_vectors(self.frontend.push(samples[i:i + take]))
+            chunk = samples[i:i + take]
+            if self.signal_check is not None and take:
+                self._observe_raw(chunk)
+            self._add_vectors(self.frontend.push(chunk))
             self._samples += take
             i += take
             if self._samples == self._next_decision:
                 self._next_decision += self.every_samples
+                self._segments.append(tuple(self._seg))
+                self._seg = [32767, -32768, 0, 0]
                 self._flush()
                 if self._filled == self.n_window:
                     decisions.append(self._decide(stats))
         return decisions
 
+    def _observe_raw(self, x: np.ndarray) -> None:
+        lo, hi = int(x.min()), int(x.max())
+        seg = self._seg
+        seg[0] = min(seg[0], lo)
+        seg[1] = max(seg[1], hi)
+        if lo == -32768 or hi == 32767:
+            seg[2] += int(np.count_nonzero((x == -32768) | (x == 32767)))
+        seg[3] += len(x)
+
+    def no_signal(self) -> str | None:
+        """Why the current window holds no usable signal, or None (see SignalCheck)."""
+        if self.signal_check is None or not self._segments:
+            return None
+        # Any step of the window without signal makes the window's score meaningless
+        # (the jump into or out of a dead input sounds like nothing the model heard).
+        for seg in reversed(self._segments):
+            reason = self.signal_check.reason(*seg)
+            if reason is not None:
+                return reason
+        return None
+
     def _decide(self, stats: CaptureStats) -> Decision:
         score = self.window_score()
-        anomaly = score > self.cutoff
-        alarm = self.alarm.update(anomaly)
+        no_signal = self.no_signal()
+        if no_signal is None:
+            anomaly = score > self.cutoff
+            alarm = self.alarm.update(anomaly)
+        else:
+            # Not the machine's fault: no anomaly, and the alarm neither rises nor clears.
+            anomaly, alarm = False, self.alarm.active
         return Decision(time=utc_now(), monotonic=round(self.clock(), 6),
                         stream_seconds=round(self.stream_seconds, 6), score=score,
                         cutoff=self.cutoff, anomaly=bool(anomaly), alarm=bool(alarm),
                         window_seconds=self.window_s, vectors=self.n_window,
                         dropped_samples=stats.dropped_samples, overruns=stats.overruns,
-                        short_reads=stats.short_reads, reopens=stats.reopens)
+                        short_reads=stats.short_reads, reopens=stats.reopens,
+                        no_signal=no_signal)

@@ -51,3 +51,48 @@ def bundle(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "bundle"
     export_run(trained_run, out)
     return load_bundle(out)
+
+
+# --- reliability tally (issue 13) ----------------------------------------------------------------
+# Tests marked ``bad_input`` (one hostile or broken input each) and ``fault`` (one injected
+# fault each: a kill, a full disk, a signal, a broker outage, a shared spool) are counted
+# as they run, and the alert-delivery scenario adds its events; the summary line at the
+# end of the run is what README's "Reliability" section reports.
+RELIABILITY: dict[str, int] = {"inputs_tried": 0, "inputs_clean": 0, "faults_injected": 0,
+                               "faults_survived": 0, "events_sent": 0, "events_delivered": 0,
+                               "events_lost": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.failed):
+        return
+    for marker, tried, ok in (("bad_input", "inputs_tried", "inputs_clean"),
+                              ("fault", "faults_injected", "faults_survived")):
+        if marker in report.keywords:
+            RELIABILITY[tried] += 1
+            RELIABILITY[ok] += int(report.passed)
+
+
+def pytest_terminal_summary(terminalreporter):
+    r = RELIABILITY
+    if not (r["inputs_tried"] or r["faults_injected"] or r["events_sent"]):
+        return
+    line = (f"reliability: bad inputs tried {r['inputs_tried']}, handled cleanly "
+            f"{r['inputs_clean']}; faults injected {r['faults_injected']}, survived "
+            f"{r['faults_survived']}; alert events sent {r['events_sent']}, delivered "
+            f"{r['events_delivered']}, lost {r['events_lost']}")
+    terminalreporter.write_sep("-", "reliability (README: Reliability)")
+    terminalreporter.write_line(line)
+    import json
+    import os
+
+    out = os.environ.get("EDGE_AD_RELIABILITY_JSON")
+    if out:
+        with open(out, "w") as f:
+            json.dump(r, f, indent=1)
+
+
+@pytest.fixture
+def reliability():
+    """The session's reliability tally (see RELIABILITY), for tests that count events."""
+    return RELIABILITY

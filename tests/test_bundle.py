@@ -155,8 +155,10 @@ def test_replacing_swaps_directories_atomically_on_linux(tmp_path, monkeypatch):
     import sys
 
     used = []
-    real = bundle_mod._exchange
-    monkeypatch.setattr(bundle_mod, "_exchange", lambda a, b: used.append(real(a, b)) or used[-1])
+    from edge import atomic
+
+    real = atomic.exchange
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: used.append(real(a, b)) or used[-1])
     _write(tmp_path / "b")
     _write(tmp_path / "b", models={"model_int8.onnx": b"x" * 64})
     assert used == ([True] if sys.platform.startswith("linux") else used)
@@ -164,7 +166,9 @@ def test_replacing_swaps_directories_atomically_on_linux(tmp_path, monkeypatch):
 
 
 def test_replacing_without_atomic_exchange_falls_back_to_rename(tmp_path, monkeypatch):
-    monkeypatch.setattr(bundle_mod, "_exchange", lambda a, b: False)
+    from edge import atomic
+
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
     _write(tmp_path / "b")
     b = _write(tmp_path / "b", models={"model_int8.onnx": b"x" * 64})
     assert b.models == ["model_int8.onnx"]

@@ -136,6 +136,7 @@ def test_same_export_twice_gives_identical_model_bytes_even_in_another_process(r
         assert first[name] == second[name], name
 
 
+@pytest.mark.fault
 def test_killed_export_leaves_the_previous_bundle_untouched(run, bundle, tmp_path):
     target = tmp_path / "bundle"
     shutil.copytree(bundle.path, target)
@@ -148,7 +149,7 @@ def test_killed_export_leaves_the_previous_bundle_untouched(run, bundle, tmp_pat
         deadline = time.monotonic() + 240
         partial = []
         while time.monotonic() < deadline and proc.poll() is None:
-            partial = [p for p in tmp_path.glob(".bundle.partial-*") if any(p.iterdir())]
+            partial = [p for p in tmp_path.glob(".bundle.*.tmp") if any(p.iterdir())]
             if partial:
                 break
             time.sleep(0.2)

@@ -30,6 +30,7 @@ def _run(bundle, wav, port, spool, *extra):
 
 @needs_broker
 @pytest.mark.slow
+@pytest.mark.fault
 def test_run_publishes_alarm_events_and_spools_them_across_a_broker_outage_and_a_restart(
         bundle, wavs, tmp_path):
     port = free_port()

@@ -21,7 +21,8 @@ from runtime_support import (ALSA_CONF, bundle_dir, copy_bundle, edge_ad, edge_e
                              run_score, write_wav)
 
 FIELDS = {"time", "monotonic", "stream_seconds", "score", "cutoff", "anomaly", "alarm",
-          "window_seconds", "vectors", "dropped_samples", "overruns", "short_reads", "reopens"}
+          "window_seconds", "vectors", "dropped_samples", "overruns", "short_reads", "reopens",
+          "no_signal"}
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,31 @@ def _compute(path: str, out: str, spec_json: str, channel: int, mix: bool) -> in
     from edge import audio, features
 
     spec = FeatureSpec.from_json(spec_json)
-    x = audio.load(path, spec=spec, channel=channel, mix=mix)
-    frames = np.ascontiguousarray(features.logmel_frames(x, spec=spec), dtype=np.float32)
+    # Streamed in blocks into a memory-mapped .npy: a long recording in a dataset costs
+    # disk, not memory. The frames are read off the context vectors (each vector is
+    # context_frames frames, oldest first), the same kernel output as logmel_frames.
+    stream = audio.AudioStream(path, spec=spec, channel=channel, mix=mix)
+    n_frames, c, m = spec.n_frames(stream.n_samples), spec.context_frames, spec.n_mels
     tmp = f"{out}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, frames)
-    os.replace(tmp, out)
-    return int(frames.shape[0])
+    try:
+        frames = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                           shape=(n_frames, m))
+        i = 0
+        for v in features.stream_vectors(stream, spec=spec):
+            if i == 0:
+                frames[:c] = v[0].reshape(c, m)
+                i, v = c, v[1:]
+            frames[i:i + len(v)] = v[:, (c - 1) * m:]
+            i += len(v)
+        if i != n_frames:
+            raise RuntimeError(f"{path}: {i} frames streamed, {n_frames} expected")
+        frames.flush()
+        del frames
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return n_frames
 
 
 class FeatureCache:

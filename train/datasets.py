@@ -87,6 +87,13 @@ def _audio_files(root: Path) -> list[str]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and name.lower().endswith(AUDIO_SUFFIXES):
+                path = os.path.join(dirpath, name)
+                if not os.path.isfile(path):
+                    # A symlink loop, a dangling link, or a link to a folder: every later
+                    # step (resolve, read) would fail on it with a traceback.
+                    why = ("a symbolic link that leads nowhere (a loop or a missing target)"
+                           if os.path.islink(path) else "not a regular file")
+                    raise DatasetError(f"{path}: {why}; expected an audio file")
                 found.append(Path(dirpath, name).relative_to(root).as_posix())
     return found
 
@@ -145,6 +152,14 @@ def seed_split(clips: list[Clip], *, seed: int = 0, test_fold: bool = True) -> l
     return [out[c.path] for c in clips]
 
 
+def resolve_root(root: str | os.PathLike) -> Path:
+    """The dataset folder as an absolute path; a symlink loop is a DatasetError."""
+    try:
+        return Path(root).resolve()
+    except (RuntimeError, OSError) as e:   # Python 3.11 raises RuntimeError on a loop
+        raise DatasetError(f"{root}: cannot be resolved ({e}); expected a dataset folder") from None
+
+
 def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: int = 0) -> list[Clip]:
     """Read a dataset folder in any layout of SPEC section 5.
 
@@ -160,7 +175,7 @@ def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: i
         DatasetError: no such folder, no audio, files that do not fit, several machine
             types and none chosen, an ID with too few normal clips to train on.
     """
-    root = Path(root).resolve()
+    root = resolve_root(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder (expected a dataset folder)")
     files = _audio_files(root)

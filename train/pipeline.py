@@ -21,7 +21,7 @@ from edge.threshold import fit_gamma
 
 from . import metrics
 from .cache import FeatureCache, VectorSet
-from .datasets import TEST, TRAIN, VAL, read_dataset, summary
+from .datasets import TEST, TRAIN, VAL, read_dataset, resolve_root, summary
 from .fit import PCABaseline, Recipe, fit, observed_fpr, score_clips
 from .model import ModelConfig
 from .runs import Run, check_out, load_run, write_atomically, write_run
@@ -62,7 +62,7 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
     check_out(out, force=force)          # before any work: refuse early
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    root = Path(data).resolve()
+    root = resolve_root(data)
     clips = read_dataset(root, machine=machine, seed=recipe.seed)
     machine_name = clips[0].machine
     normal = np.array([not c.is_anomaly for c in clips])

@@ -12,21 +12,21 @@
     RUN/scores.json         {"model": "autoencoder", "clips": [{path, score}]} every clip
     RUN/train.json          recipe, seed, history, timings, cache folder, observed FPRs
 
-A run is written into a temporary folder beside RUN and renamed into place when complete,
-so a failed or interrupted training leaves nothing half-written.
+A run is written into a temporary folder beside RUN and swapped into place when complete
+(:mod:`edge.atomic`, the same mechanism as bundles), so a failed, interrupted or killed
+training leaves the earlier RUN or the new one, never neither.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edge.atomic import replace_folder
 from edge.bundle import check_writable
 from edge.errors import EdgeAdError
 from edge.spec import FeatureSpec
@@ -37,6 +37,11 @@ from .datasets import Clip
 
 RUN_FILES = ("model.pt", "model.json", "feature_spec.json", "threshold.json", "clips.json",
              "scores.json", "train.json")
+
+
+#: Largest layer a RUN's model.json may ask for: the seed's is 128; a hostile 10**9 would
+#: allocate terabytes before any weight is read.
+MAX_LAYER = 65536
 
 
 class RunError(EdgeAdError, ValueError):
@@ -70,28 +75,16 @@ def check_out(out: Path, *, force: bool) -> None:
 
 
 def write_atomically(out: str | os.PathLike, fill: Callable[[Path], None], *, force: bool = False) -> Path:
-    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then rename it to ``out``.
+    """Call ``fill(tmp)`` on a fresh folder beside ``out``, then swap it into place with
+    :func:`edge.atomic.replace_folder` (fsynced; an atomic exchange where Linux offers it).
 
-    An existing ``out`` (only with ``force``) is replaced only once the new one is complete;
-    if ``fill`` raises, nothing at ``out`` changes.
+    An existing ``out`` (only with ``force``) is replaced only once the new one is complete
+    on disk; if ``fill`` raises or the process is killed, ``out`` is as it was, and what a
+    killed writer left beside it is removed at the next start.
     """
     out = Path(out)
     check_out(out, force=force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        fill(tmp)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rmdir(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    replace_folder(out, fill)
     return out
 
 
@@ -150,7 +143,8 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
             relative to it); default the folder recorded at training time.
 
     Raises:
-        RunError: missing folder or file, unreadable JSON.
+        RunError: missing folder or file, unreadable or invalid JSON, a model.pt that is
+            not a plain state dict (random bytes, a pickle with code: refused unrun).
     """
     from edge.errors import SpecMismatchError
 
@@ -162,6 +156,10 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
         raise RunError(f"{path}: missing {missing}; expected a complete RUN folder written by edge-ad train")
+    # Every way a RUN file can be wrong (damaged, edited, hostile) is a RunError naming the
+    # file: exit 2, never a traceback.
+    parse_errors = (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                    RecursionError, OSError, UnicodeDecodeError)
     name = ""
     try:
         docs = {}
@@ -170,29 +168,49 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
         clips_doc, scores_doc, info = docs["clips.json"], docs["scores.json"], docs["train.json"]
         name = "model.json"
         config = ModelConfig.from_dict(docs["model.json"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise RunError(f"{path / name}: not valid ({e}); expected the file edge-ad train "
+        if not (isinstance(config.input_size, int) and config.bottleneck >= 1
+                and all(isinstance(h, int) and 1 <= h <= MAX_LAYER for h in
+                        (config.input_size, config.bottleneck, *config.hidden))
+                and len(config.hidden) <= 16):
+            raise ValueError(f"layer sizes {config.layer_sizes}: expected at most 16 hidden "
+                             f"layers of 1..{MAX_LAYER} units")
+    except parse_errors as e:
+        raise RunError(f"{path / name}: not valid ({e!r}); expected the file edge-ad train "
                        "wrote") from None
     try:
         spec = FeatureSpec.from_json((path / "feature_spec.json").read_text())
     except SpecMismatchError as e:
         raise SpecMismatchError(f"{path / 'feature_spec.json'}: {e}") from None
+    except parse_errors as e:
+        raise RunError(f"{path / 'feature_spec.json'}: not valid ({e!r})") from None
     if spec.vector_size != config.input_size:
         raise SpecMismatchError(f"{path}: model input {config.input_size} but feature vectors "
                                 f"of {spec.vector_size}")
     if data is not None and not Path(data).is_dir():
         raise RunError(f"--data {data}: not a folder (expected the dataset folder the RUN was "
                        "trained on)")
-    root = Path(data).resolve() if data is not None else Path(clips_doc["root"])
-    clips = [Clip.from_dict(d, root) for d in clips_doc["clips"]]
+    try:
+        name = "clips.json"
+        root = Path(data).resolve() if data is not None else Path(clips_doc["root"])
+        clips = [Clip.from_dict(d, root) for d in clips_doc["clips"]]
+        name = "scores.json"
+        scores = {d["path"]: float(d["score"]) for d in scores_doc["clips"]}
+        name = "threshold.json"
+        threshold = Threshold.load(path / "threshold.json")
+    except EdgeAdError:
+        raise   # already names the file
+    except parse_errors as e:
+        raise RunError(f"{path / name}: not valid ({e!r}); expected the file edge-ad train "
+                       "wrote") from None
     try:
         model = load(path)
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        # torch.load's messages for a damaged file run to a paragraph; the first sentence says it.
-        first = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0]
-        raise RunError(f"{path / 'model.pt'}: cannot be read as the RUN's weights ({first}); "
-                       "expected the file edge-ad train wrote") from None
-    return Run(path=path, model=model, model_config=config, spec=spec,
-               threshold=Threshold.load(path / "threshold.json"), root=root,
-               machine=clips_doc.get("machine", ""), clips=clips,
-               scores={d["path"]: float(d["score"]) for d in scores_doc["clips"]}, info=info)
+    except Exception as e:  # noqa: BLE001 - torch.load raises a dozen types for bad files
+        # torch.load's messages for a damaged file run to a paragraph (and suggest
+        # weights_only=False, which would run the pickle); the first sentence says it.
+        first = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0].strip()
+        raise RunError(f"{path / 'model.pt'}: cannot be read as the RUN's weights "
+                       f"({type(e).__name__}: {first or 'no detail'}); expected the file "
+                       "edge-ad train wrote (a state dict; no pickled code is ever run)") from None
+    return Run(path=path, model=model, model_config=config, spec=spec, threshold=threshold,
+               root=root, machine=str(clips_doc.get("machine", "")), clips=clips,
+               scores=scores, info=info)

@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 
+from ..options import threads_arg
+
 log = logging.getLogger("edge.calibrate")
 
 EXAMPLE = """examples:
@@ -40,8 +42,12 @@ def add_parser(subparsers: Any) -> None:
                    help="calibrate only this runtime's model files (default: every model file "
                         "whose runtime is installed)")
     p.add_argument("--precision", choices=("int8", "float"), help="only this precision (default: both)")
-    p.add_argument("--threads", type=int, default=1, help="model runtime threads (default 1)")
+    p.add_argument("--threads", type=threads_arg, default=1,
+                   help="model runtime threads, 1 to the cores present (default 1)")
     p.add_argument("--fast", action="store_true", help="file source: read as fast as possible")
+    p.add_argument("--keep-history", type=int, default=10, metavar="N",
+                   help="previous manifests and thresholds kept in the bundle: the last N "
+                        "calibrations (default 10)")
     p.add_argument("--dry-run", action="store_true", help="fit and print, do not write the bundle")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -78,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
     from ..decision import parse_duration
     from ..errors import EdgeAdError
 
-    if not args.minutes > 0:
-        raise EdgeAdError(f"--minutes {args.minutes}: expected a duration above 0")
+    import math
+
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise EdgeAdError(f"--minutes {args.minutes}: expected a duration above 0, finite")
+    if args.keep_history < 0:
+        raise EdgeAdError(f"--keep-history {args.keep_history}: expected 0 or more")
     if not 0 < args.p < 1:
         raise EdgeAdError(f"--p {args.p}: expected a false-positive rate between 0 and 1")
     clip_s = parse_duration(args.window, what="--window")
@@ -109,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         record = {"source": source.name, "seconds": source.stats.samples / bundle.spec.sample_rate,
                   "window_seconds": clip_s, "capture": source.stats.to_dict()}
-        rewrite_thresholds(bundle.path, thresholds, record=record)
+        rewrite_thresholds(bundle.path, thresholds, record=record, keep=args.keep_history)
     if args.json:
         json.dump({"bundle": str(bundle.path), "written": not args.dry_run, "models": result},
                   sys.stdout, indent=2)

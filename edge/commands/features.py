@@ -58,24 +58,59 @@ def save_atomic(path: Path, array: Any) -> None:
     """Write ``array`` as ``.npy`` so ``path`` is either the old file or the whole new one."""
     import numpy as np
 
+    def fill(f: Any) -> None:
+        np.save(f, array)
+
+    _replace_file(path, fill)
+
+
+def _replace_file(path: Path, fill: Any) -> None:
+    """``fill(open file)`` into a temporary beside ``path``, fsync, rename, dir fsync."""
+    from ..atomic import fsync_dir
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.save(f, array)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def save_vectors_streamed(path: Path, stream: Any, *, spec: Any) -> tuple[int, int]:
+    """The context vectors of ``stream`` (an ``edge.audio.AudioStream``) as ``.npy`` at
+    ``path``, written block by block: memory does not grow with the recording (an hour is
+    113,000 x 640 floats, 290 MB, that never sit in memory at once). Returns the shape."""
+    import numpy as np
+
+    from ..features import stream_vectors
+
+    shape = (spec.n_vectors(stream.n_samples), spec.vector_size)
+
+    def fill(f: Any) -> None:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                "fortran_order": False, "shape": shape})
+        rows = 0
+        for v in stream_vectors(stream, spec=spec):
+            f.write(np.ascontiguousarray(v, dtype="<f4").tobytes())
+            rows += len(v)
+        if rows != shape[0]:
+            raise RuntimeError(f"{stream.path}: {rows} vectors streamed, {shape[0]} expected")
+
+    _replace_file(path, fill)
+    return shape
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..audio import load
+    from ..audio import AudioStream
     from ..errors import EXIT_BAD_INPUT, EdgeAdError
-    from ..features import clip_features
     from ..spec import DEFAULT_SPEC
 
     spec = DEFAULT_SPEC
@@ -94,19 +129,18 @@ def run(args: argparse.Namespace) -> int:
                disable=True if quiet else None, file=sys.stderr)
     for path, out in bar:
         try:
-            vectors = clip_features(load(path, spec=spec, channel=args.channel, mix=args.mix),
-                                    spec=spec)
+            stream = AudioStream(path, spec=spec, channel=args.channel, mix=args.mix)
             # Created only once there is something to write: a run whose every file is
             # refused leaves no empty --out folder behind.
             out.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(out, vectors)
+            shape = save_vectors_streamed(out, stream, spec=spec)
         except (EdgeAdError, OSError) as e:
             # One unusable recording should not stop the others; it leaves no output.
             message = str(e) if isinstance(e, EdgeAdError) else f"{path}: cannot write {out}: {e}"
             tqdm.write(f"edge-ad features: error: {message}", file=sys.stderr)
             failed.append({"path": path, "error": message})
             continue
-        written.append({"path": path, "out": str(out), "shape": list(vectors.shape)})
+        written.append({"path": path, "out": str(out), "shape": list(shape)})
     bar.close()
     if args.json:
         json.dump({"spec_digest": spec.digest, "outputs": written, "errors": failed},

@@ -11,9 +11,16 @@ import signal
 import socket
 import sys
 import time
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger("edge.run")
+
+# Input check (see edge.decision.SignalCheck): documented defaults of the options.
+NO_SIGNAL_PTP = 8
+NO_SIGNAL_CLIP = 0.25
 
 EXAMPLE = """examples:
   edge-ad run --device hw:1 --model bundle/ --alarm 3/5 --mqtt mqtt://broker.local
@@ -22,13 +29,17 @@ EXAMPLE = """examples:
 """
 
 
+from ..options import threads_arg  # noqa: E402  (re-exported for the other commands)
+
+
 def add_common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("tflite", "onnx"), default="tflite",
                    help="model runtime (default: tflite)")
     p.add_argument("--precision", choices=("int8", "float"), default="int8",
                    help="which model file of the bundle (default: int8)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="model runtime threads (default: 1, leaves cores for capture)")
+    p.add_argument("--threads", type=threads_arg, default=1,
+                   help="model runtime threads, 1 to the cores present (default: 1, leaves "
+                        "cores for capture)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -52,6 +63,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--loop", action="store_true", help="file source: start over at the end")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="stop after S seconds of audio (default: run until the source ends)")
+    p.add_argument("--no-signal-ptp", type=int, default=NO_SIGNAL_PTP, metavar="COUNTS",
+                   help="a window whose int16 samples span at most this many counts peak to "
+                        "peak is no_signal: digital silence or a stuck DC value "
+                        f"(default {NO_SIGNAL_PTP}; -1 = off)")
+    p.add_argument("--no-signal-clip", type=float, default=NO_SIGNAL_CLIP, metavar="FRACTION",
+                   help="a window with at least this fraction of samples at full scale "
+                        f"(-32768 or 32767) is no_signal: clipping (default {NO_SIGNAL_CLIP})")
     g = p.add_argument_group("alerts (MQTT)")
     g.add_argument("--mqtt", metavar="URL",
                    help="broker, mqtt://host[:1883] or mqtts://host[:8883] (default: no alerts)")
@@ -67,8 +85,13 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--mqtt-tls-cert", metavar="F", help="client certificate (PEM; default: none)")
     g.add_argument("--mqtt-tls-key", metavar="F", help="client key (PEM; default: none)")
     g.add_argument("--heartbeat", default="60s", help="time between heartbeats (default 60s, 0 = none)")
-    g.add_argument("--spool", metavar="DIR", default="/var/spool/edge-ad",
-                   help="events wait here while the broker is away (default /var/spool/edge-ad)")
+    g.add_argument("--mqtt-client-id", metavar="ID",
+                   help="MQTT client id, unique per broker (default edge-ad-HOST-<8 hex of the "
+                        "bundle path, device and topic>: one per instance)")
+    g.add_argument("--spool", metavar="DIR",
+                   help="events wait here while the broker is away; one process per spool "
+                        "(default: CLIENT-ID under /var/spool/edge-ad, or under "
+                        "~/.local/state/edge-ad/spool where that is not writable)")
     g.add_argument("--spool-max-events", type=int, default=10000, help="spool bound (default 10000)")
 
 
@@ -84,33 +107,44 @@ def open_bundle(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     return bundle, model_path, threshold, backend
 
 
-def _open_output(path: str | None) -> IO[str]:
-    if path is None:
-        return sys.stdout
-    from ..errors import EdgeAdError
+def default_spool_dir(client_id: str) -> "Path":
+    """Where ``--spool`` defaults to: one folder per client id (per instance), under
+    ``$EDGE_AD_SPOOL_ROOT``, else ``/var/spool/edge-ad`` where it can be written, else
+    ``$XDG_STATE_HOME/edge-ad/spool`` (``~/.local/state``)."""
+    import os
+    from pathlib import Path
 
-    try:
-        return open(path, "a", buffering=1, encoding="utf-8")
-    except OSError as e:
-        raise EdgeAdError(f"{path}: cannot open --json-out for appending ({e.strerror})") from None
+    root = os.environ.get("EDGE_AD_SPOOL_ROOT")
+    if not root:
+        system = Path("/var/spool/edge-ad")
+        if os.access(system if system.exists() else system.parent, os.W_OK):
+            root = str(system)
+        else:
+            state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+            root = str(Path(state) / "edge-ad" / "spool")
+    return Path(root) / client_id
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
+    import math
+
     from ..capture import open_source
-    from ..decision import AlarmRule, parse_duration
+    from ..decision import AlarmRule, SignalCheck, parse_duration
+    from ..errors import EXIT_ALERTS, EXIT_OUTPUT, EdgeAdError
+    from ..output import LineWriter
     from ..stream import Detector
 
     window_s = parse_duration(args.window, what="--window")
     every_s = parse_duration(args.every, what="--every")
     rule = AlarmRule.parse(args.alarm)
+    check = SignalCheck(max_ptp=args.no_signal_ptp, clip_fraction=args.no_signal_clip)
     # Checked up front even without --mqtt: a typo should fail at once, not on the day
     # alerts are switched on.
     heartbeat_s = 0.0 if args.heartbeat in ("0", "0s") else parse_duration(args.heartbeat, what="--heartbeat")
-    from ..errors import EdgeAdError
-
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise EdgeAdError(f"--max-seconds {args.max_seconds:g}: expected seconds above 0")
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise EdgeAdError(f"--max-seconds {args.max_seconds:g}: expected seconds above 0, "
+                          "finite (leave it out to run until the source ends)")
     if args.spool_max_events < 1:
         raise EdgeAdError(f"--spool-max-events {args.spool_max_events}: expected at least 1")
     bundle, model_path, threshold, backend = open_bundle(args)
@@ -118,25 +152,49 @@ def run(args: argparse.Namespace) -> int:
 
     window_vectors(window_s, spec=bundle.spec)   # a window too short to score: refused before capture
 
+    stopping: list[str] = []
+    fatal: list[BaseException] = []
+    source: Any = None
     alerts = sender = None
     if args.mqtt:
-        from ..alerts import Alerts, MqttSender, read_password
+        from ..alerts import Alerts, default_client_id, open_sink, parse_mqtt_url, read_password
         from ..spool import Spool
 
+        parse_mqtt_url(args.mqtt)   # a bad URL is refused before a spool is made for it
+        client_id = args.mqtt_client_id or default_client_id(
+            str(bundle.path.resolve()), args.device, args.mqtt_topic)
         password = read_password(args.mqtt_password_file) if args.mqtt_password_file else None
-        spool = Spool(args.spool, max_events=args.spool_max_events)
-        sender = MqttSender(args.mqtt, spool=spool, topic=args.mqtt_topic, username=args.mqtt_user,
-                            password=password, tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
-                            tls_key=args.mqtt_tls_key)
-        alerts = Alerts(sender, heartbeat_s=heartbeat_s,
+        spool = Spool(args.spool or default_spool_dir(client_id), max_events=args.spool_max_events)
+
+        def on_fatal(e: BaseException) -> None:
+            # The sender is gone: stop, so systemd restarts a process that can alert.
+            fatal.append(e)
+            if source is not None:
+                source.stop()
+
+        try:
+            sender = open_sink(args.mqtt, spool=spool, topic=args.mqtt_topic,
+                               username=args.mqtt_user, password=password,
+                               tls_ca=args.mqtt_tls_ca, tls_cert=args.mqtt_tls_cert,
+                               tls_key=args.mqtt_tls_key, client_id=client_id, on_fatal=on_fatal)
+        except BaseException:
+            spool.close()
+            raise
+        alerts = Alerts(spool, sinks=[sender], heartbeat_s=heartbeat_s,
                         context={"host": socket.gethostname(), "device": args.device,
                                  "model": model_path.name})
 
-    source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
-    detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
-                        every_s=every_s, alarm=rule)
-    out = _open_output(args.json_out)
-    stopping: list[str] = []
+    try:
+        source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
+        detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
+                            every_s=every_s, alarm=rule, signal_check=check)
+        out = LineWriter(args.json_out)
+    except BaseException:
+        if sender is not None:
+            sender.close(timeout=0.0)
+        raise
+    if fatal:
+        source.stop()
 
     def on_signal(signum: int, frame: Any) -> None:
         # Only a flag and a stop request here: the loop finishes the block in hand, so the
@@ -145,40 +203,61 @@ def run(args: argparse.Namespace) -> int:
         source.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # A file-size limit (ulimit -f) must be an error on the write, not a kill.
+    old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
     log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
              "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
              window_s, detector.n_window, every_s, rule, time.monotonic() - t0)
     n_decisions = 0
+    output_failed = False
     try:
         for block in source:
             if max_samples is not None:
                 block = block[:max(0, max_samples - detector.samples)]
             for d in detector.push(block, source.stats):
-                out.write(d.to_json() + "\n")
-                out.flush()
                 n_decisions += 1
                 if alerts is not None:
                     alerts.observe(d)
-            if max_samples is not None and detector.samples >= max_samples and not stopping:
-                stopping.append(f"--max-seconds {args.max_seconds:g}")
-            if stopping:
+                if not out.write_line(d.to_json()):
+                    if out.reader_gone:
+                        stopping.append("closed output pipe")  # `| head`: the reader is done
+                        source.stop()
+                        break
+                    output_failed = True
+                    if out.error_is_new:
+                        if alerts is not None:
+                            alerts.problem("output_error", out.error)
+                        if args.json_out is None and alerts is None:
+                            stopping.append("output error")  # nothing left to tell anyone
+                            source.stop()
+            if stopping or fatal or (max_samples is not None and detector.samples >= max_samples):
                 break
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         source.close()
         if sender is not None:
-            sender.close(timeout=2.0)
-        if out is not sys.stdout:
-            out.close()
+            # After a signal: the events stay spooled for the next start; do not hold up
+            # the stop (systemd kills what takes longer than its timeout).
+            sender.close(timeout=0.3 if stopping else 2.0)
+        out.close()
     if n_decisions == 0:
         log.warning("no decision: %.1f s of audio arrived; a %.3g s window needs about %.2f s",
                     detector.stream_seconds, window_s,
                     (bundle.spec.n_fft + (detector.n_window + bundle.spec.context_frames - 2)
                      * bundle.spec.hop_length) / bundle.spec.sample_rate)
-    why = (f"at {stopping[0]}" if stopping and stopping[0].startswith("--") else
-           f"on {stopping[0]}" if stopping else "at the end of the source")
+    why = (f"on {stopping[0]}" if stopping else
+           f"at --max-seconds {args.max_seconds:g}" if max_samples is not None
+           and detector.samples >= max_samples else "at the end of the source")
     log.info("stopped %s after %.1f s of audio, %d decisions, %s", why, detector.stream_seconds,
              n_decisions, source.stats.to_dict())
+    if fatal or (sender is not None and sender.failed is not None):
+        print(f"edge-ad run: error: the alert sender stopped ({(fatal or [sender.failed])[0]!r}); "
+              f"exiting with {EXIT_ALERTS} so the service is restarted", file=sys.stderr)
+        return EXIT_ALERTS
+    if output_failed:
+        print(f"edge-ad run: error: {out.failed_lines} decision line(s) lost on {out.name} "
+              f"(see the first error above); exit {EXIT_OUTPUT}", file=sys.stderr)
+        return EXIT_OUTPUT
     return 0

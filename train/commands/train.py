@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge.options import threads_arg
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -33,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default $EDGE_AD_CACHE or "
                    "~/.cache/edge-ad/features)")
     p.add_argument("--jobs", type=int, default=2, help="processes computing features (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice; "
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: torch's choice; "
                    "fix it for bit-identical reruns)")
     ch = p.add_mutually_exclusive_group()
     ch.add_argument("--channel", type=int, default=0, help="channel of multi-channel files (default 0)")
@@ -58,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
             ("--bottleneck", args.bottleneck, args.bottleneck >= 1, "a whole number >= 1"),
             ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
             ("--jobs", args.jobs, args.jobs >= 1, "a whole number >= 1"),
-            ("--threads", args.threads, args.threads is None or args.threads >= 1,
-             "a whole number >= 1"),
             ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
              "a whole number >= 2")]:
         if not ok:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from edge import bundle as bundle_mod
+from edge.atomic import scratch_dir
 from edge.backends import load as load_backend
 from edge.errors import EdgeAdError, QuantizationGateError
 from edge.scoring import clip_score
@@ -203,8 +203,8 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
     run.cache.ensure([c.path for c in run.clips], jobs=jobs, progress=progress)
     layers = fold_batchnorm(run.model)
     calibration = calibration_vectors(run, n=calib, seed=seed) if int8 else None
-    with tempfile.TemporaryDirectory(prefix="edge-ad-export-") as tmp:
-        paths = _build(layers, calibration, Path(tmp), formats, int8)
+    with scratch_dir("edge-ad-export") as tmp:   # a killed export's is removed next time
+        paths = _build(layers, calibration, tmp, formats, int8)
         scores = _score_all(run, paths, progress=progress)
         model_bytes = {name: p.read_bytes() for name, p in paths.items()}
 
