@@ -161,11 +161,16 @@ def _meta(results: dict[str, np.ndarray]) -> dict:
 
 
 def _output_quantization(model: Path) -> tuple[float, int]:
-    """The int8 output tensor's scale and zero point, read from the model file on x86."""
+    """The int8 output's scale and zero point, read from the model file on x86: of the int8
+    tensor the final DEQUANTIZE reads (the bundle's float-I/O model), or of an int8 output."""
     from ai_edge_litert.interpreter import Interpreter
 
-    detail = Interpreter(model_path=str(model)).get_output_details()[0]
-    assert np.dtype(detail["dtype"]) == np.int8, "the bundle's int8 model has a non-int8 output"
+    it = Interpreter(model_path=str(model))
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    last = it._get_ops_details()[-1]
+    index = last["inputs"][0] if last["op_name"] == "DEQUANTIZE" else it.get_output_details()[0]["index"]
+    detail = tensors[index]
+    assert np.dtype(detail["dtype"]) == np.int8, "the bundle's int8 model has no int8 output tensor"
     scale, zero = detail["quantization"]
     return float(scale), int(zero)
 
