@@ -238,3 +238,72 @@ def test_a_float_model_is_refused_by_the_reader(tmp_path):
     layers = fold_batchnorm(_autoencoder())
     with pytest.raises(EdgeAdError, match="float.tflite: .*FULLY_CONNECTED x N"):
         from_tflite(tflite_export.convert_float(layers), source="float.tflite")
+
+
+# --- the C build itself: sanitizers, ARM boards under qemu-user, libFuzzer ---------------
+BUILDS = ["native", "asan", "aarch64", "aarch64-a76", "armhf"]
+ELF_MACHINE = {"native": 62, "asan": 62, "aarch64": 183, "aarch64-a76": 183, "armhf": 40}
+
+
+@pytest.fixture(scope="module")
+def driver_inputs(tflite_models, inputs, tmp_path_factory) -> dict[str, Path]:
+    """Both rounding forms of the network, and the vectors as float32."""
+    tmp = tmp_path_factory.mktemp("dense-driver")
+    inputs.astype("<f4").tofile(tmp / "x.f32")
+    return {"x": tmp / "x.f32",
+            "single": _c_model(tflite_models["float_io"], tmp),
+            "double": _c_model(tflite_models["float_io"], tmp, single_rounding=False)}
+
+
+@pytest.mark.parametrize("kind", BUILDS)
+def test_dense_driver_gives_litert_reference_bits_on_every_build(
+        kind, driver_inputs, tflite_models, inputs, tmp_path):
+    """dense_driver checks every kernel of its build against the scalar one, in calls of
+    1..AD_DENSE_BATCH+1 vectors, and init's refusals; its scalar outputs must be LiteRT's
+    reference outputs on x86, under ASan+UBSan, and on Cortex-A72 (NEON), Cortex-A76
+    (NEON dot product) and Cortex-A7 (armhf NEON) under qemu-user."""
+    from test_frontend_c import SCRIPT, TOOLS, _require
+
+    _require(TOOLS[kind])
+    done = subprocess.run([str(SCRIPT), "build", kind, str(tmp_path / "build")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    program = tmp_path / "build" / "dense_driver"
+    assert int.from_bytes(program.read_bytes()[18:20], "little") == ELF_MACHINE[kind]
+    runner = subprocess.run([str(SCRIPT), "runner", kind], capture_output=True, text=True,
+                            check=True).stdout.split()
+    _, want_single = _litert(tflite_models["float_io"], inputs)
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    for form in ("single", "double"):
+        out = tmp_path / form
+        out.mkdir()
+        r = subprocess.run([*runner, str(program), str(driver_inputs[form]),
+                            str(driver_inputs["x"]), str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0 and "dense_driver: ok" in r.stdout, r.stderr
+        assert "runtime error" not in r.stderr and "Sanitizer" not in r.stderr
+        if kind.startswith("aarch64") or kind == "armhf":
+            assert "neon" in r.stdout
+        recon = np.fromfile(out / "recon.f32", "<f4").reshape(inputs.shape)
+        errors = np.fromfile(out / "err.f64", "<f8")
+        want_errors = CBackend(driver_inputs[form], kernel="scalar").errors(inputs)
+        assert np.array_equal(errors, want_errors)   # the same bits as this machine's
+        if form == "single":
+            assert np.array_equal(recon.view(np.uint32), want_single.view(np.uint32))
+        else:
+            assert np.array_equal(recon, CBackend(driver_inputs[form]).run(inputs))
+
+
+def test_libfuzzer_on_random_networks_and_inputs_finds_nothing(tmp_path):
+    from test_frontend_c import SCRIPT, _require
+
+    _require(["clang"])
+    seconds = int(os.environ.get("EDGE_AD_FUZZ_SECONDS", "25"))
+    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds), "dense"],
+                          capture_output=True, text=True, timeout=seconds + 120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), log[-4000:]
+    runs = [int(line.split()[1]) for line in log.splitlines() if line.startswith("Done ")]
+    assert runs and runs[0] > 1000, log[-2000:]

@@ -30,6 +30,7 @@ TOOLS = {
     "native": ["gcc"],
     "asan": ["clang"],
     "aarch64": ["aarch64-linux-gnu-gcc", "qemu-aarch64"],
+    "aarch64-a76": ["aarch64-linux-gnu-gcc", "qemu-aarch64"],
     "armhf": ["arm-linux-gnueabihf-gcc", "qemu-arm"],
 }
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import dense
-from ..errors import BackendError
+from ..errors import BackendError, EdgeAdError
 from . import check_input
 
 KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon")
@@ -24,6 +24,14 @@ def _lib() -> tuple[Any, Any]:
     from ..features import _kernel   # the one compiled module: front end and network
 
     return _kernel()
+
+
+def kernel_built() -> bool:
+    """Whether the compiled module has the int8 network (a build older than it has not)."""
+    try:
+        return hasattr(_lib()[1], "ad_dense_init")
+    except EdgeAdError:
+        return False
 
 
 def available_kernels() -> list[str]:

@@ -165,3 +165,15 @@ def from_tflite(model: bytes, *, single_rounding: bool = True,
                     input_scale=float(in_scales[0]),
                     input_zero_point=int(in_zps[0]), output_scale=float(out_scale[0]),
                     output_zero_point=int(out_zp[0]))
+
+
+def bundle_files(models: dict[str, bytes]) -> dict[str, bytes]:
+    """The bundle's C network, ``{"model_int8.adq8": bytes}``, derived from the int8 TFLite
+    model among ``models`` (``{file name: bytes}`` of the shipped models); ``{}`` without
+    one. Single rounding: export scores and gates the model with ai-edge-litert."""
+    from edge.bundle import C_INT8_FILE, C_SOURCE_FILE
+
+    if C_SOURCE_FILE not in models:
+        return {}
+    net = from_tflite(models[C_SOURCE_FILE], single_rounding=True, source=C_SOURCE_FILE)
+    return {C_INT8_FILE: net.to_bytes()}
