@@ -137,27 +137,31 @@ AD_INLINE AD_VNNI void vnni_body(const ad_dense_layer *layer, const uint8_t *x, 
 {
     const size_t k_pad = (size_t)layer->k_pad, n_pad = (size_t)layer->n_pad;
     const int8_t *w = (const int8_t *)layer->weights;
+    /* vpdpbusd adds into its accumulator: a chain of them waits on each other, so each
+     * vector's sum is split over `split` accumulators (consecutive quads of inputs) to keep
+     * at least four chains in flight; k_pad is a multiple of 16 = 4 quads */
+    const int split = nv <= 2 ? 4 : nv <= 4 ? 2 : 1;
     for (size_t o = 0; o < n_pad; o += 16) {
         const int8_t *wb = w + o * k_pad;
-        /* two sums per vector (even and odd quads): vpdpbusd's latency is hidden even
-         * for one vector */
-        __m512i acc0[AD_DENSE_BATCH], acc1[AD_DENSE_BATCH];
-        for (int b = 0; b < nv; b++)
-            acc0[b] = acc1[b] = _mm512_setzero_si512();
-        for (size_t k = 0; k < k_pad; k += 8) {
-            const __m512i w0 = _mm512_load_si512((const void *)(wb + k * 16));
-            const __m512i w1 = _mm512_load_si512((const void *)(wb + k * 16 + 64));
-            for (int b = 0; b < nv; b++) {
-                int32_t q0, q1;
-                memcpy(&q0, x + (size_t)b * k_pad + k, sizeof q0);
-                memcpy(&q1, x + (size_t)b * k_pad + k + 4, sizeof q1);
-                acc0[b] = _mm512_dpbusd_epi32(acc0[b], _mm512_set1_epi32(q0), w0);
-                acc1[b] = _mm512_dpbusd_epi32(acc1[b], _mm512_set1_epi32(q1), w1);
+        __m512i acc[4][AD_DENSE_BATCH];
+        for (int j = 0; j < split; j++)
+            for (int b = 0; b < nv; b++)
+                acc[j][b] = _mm512_setzero_si512();
+        for (size_t k = 0; k < k_pad; k += 4 * (size_t)split) {
+            for (int j = 0; j < split; j++) {
+                const __m512i wk = _mm512_load_si512((const void *)(wb + (k + 4 * (size_t)j) * 16));
+                for (int b = 0; b < nv; b++) {
+                    int32_t quad;
+                    memcpy(&quad, x + (size_t)b * k_pad + k + 4 * (size_t)j, sizeof quad);
+                    acc[j][b] = _mm512_dpbusd_epi32(acc[j][b], _mm512_set1_epi32(quad), wk);
+                }
             }
         }
         const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + o));
         for (int b = 0; b < nv; b++) {
-            const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(acc0[b], acc1[b]), bias);
+            __m512i sum = bias;
+            for (int j = 0; j < split; j++)
+                sum = _mm512_add_epi32(sum, acc[j][b]);
             int8_t *dst = out + (size_t)b * stride + o;
             store8(dst, requant8(_mm512_castsi512_si256(sum), layer, o));
             store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, o + 8));

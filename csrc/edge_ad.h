@@ -327,6 +327,41 @@ double ad_squared_error(const float *a, const float *b, size_t n);
  * kernel matches); shift -31..30. */
 int32_t ad_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t single_rounding);
 
+/* ---- the streaming detector path (ad_stream.c) --------------------------------------
+ *
+ * Samples in, the squared error of every completed context vector out, in one call per
+ * block: the front end (its streaming contract above), the context ring, the int8 network
+ * on the new vectors (AD_DENSE_BATCH at a time) and SPEC 4's error against the float
+ * vectors. errors[i] is bit for bit what ad_frontend_push_* then ad_dense_run_f32 give.
+ * The window score (the mean over the last N errors) is the caller's: a sum per decision. */
+typedef struct {
+    ad_frontend frontend;
+    ad_dense *net;                                    /* the caller's, initialised */
+    float vectors[AD_DENSE_BATCH * AD_VECTOR_SIZE];  /* a batch from the front end */
+} ad_stream;
+
+/* Initialise the front end from cfg (as ad_frontend_init) and attach net, whose input and
+ * output widths must be AD_VECTOR_SIZE (AD_ERR_DENSE_SHAPE otherwise); net stays the
+ * caller's and must outlive st. */
+ad_status ad_stream_init(ad_stream *st, const ad_config *cfg, ad_dense *net);
+
+/* Forget buffered samples and frames (a gap in the audio). */
+void ad_stream_reset(ad_stream *st);
+
+/* Errors that pushing n_samples more samples would give (= ad_frontend_vectors_for). */
+size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples);
+
+/* Push samples (int16 scaled by 1/32768, or float); write the squared error of each
+ * vector they complete to errors (errors_capacity doubles), never more than capacity:
+ * like the front end's push it stops before a vector with no room and says how many
+ * samples it consumed. Cannot fail after a good init except for NULL pointers. */
+ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);
+ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);
+
 /* Text of a status code (static storage). */
 const char *ad_status_message(ad_status status);
 

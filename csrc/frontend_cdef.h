@@ -107,3 +107,14 @@ void ad_quantize_f32(const float *x, size_t n, float scale, int32_t zero_point, 
 void ad_dequantize_i8(const int8_t *q, size_t n, float scale, int32_t zero_point, float *out);
 double ad_squared_error(const float *a, const float *b, size_t n);
 int32_t ad_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t single_rounding);
+
+typedef struct { ...; } ad_stream;
+ad_status ad_stream_init(ad_stream *st, const ad_config *cfg, ad_dense *net);
+void ad_stream_reset(ad_stream *st);
+size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples);
+ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);
+ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);

@@ -30,7 +30,9 @@ from . import metrics
 Runner = Callable[[np.ndarray], np.ndarray]
 
 #: the variants in the order the table shows them; the first present is the reference
-VARIANTS = ("torch float", "onnx float", "onnx int8", "tflite float", "tflite int8")
+VARIANTS = ("torch float", "onnx float", "onnx int8", "tflite float", "tflite int8", "c int8")
+#: vectors of one decision call of ``edge-ad run`` (1 s of audio, 512-sample hops)
+DECISION_VECTORS = 31
 
 
 # --------------------------------------------------------------------------- utilities
@@ -195,6 +197,11 @@ def load_variants(*, run: Any | None, bundle: Any | None) -> list[Variant]:
                 out.append(Variant(f"{backend} {precision}", b.run,
                                    bundle.threshold_for(Path(path).name).cutoff,
                                    str(path), Path(path).stat().st_size))
+        if bundle.has_c_model:
+            path = bundle.model_path("c", "int8")
+            b = backends.load(path)
+            out.append(Variant("c int8", b.run, bundle.threshold_for(path.name).cutoff,
+                               str(path), path.stat().st_size))
     out.sort(key=lambda v: VARIANTS.index(v.name))
     return out
 
@@ -217,13 +224,17 @@ def bench_accuracy(variants: list[Variant], clips: list[Any], vectors: Callable[
 
 def bench_latency(variants: list[Variant], x: np.ndarray, *, repeat_vector: int = 300,
                   repeat_clip: int = 30) -> dict[str, Any]:
-    """Per vector (batch of 1) and per clip (all vectors of a 10 s clip in one batch)."""
+    """Per vector (batch of 1), per decision (the :data:`DECISION_VECTORS` vectors of one
+    second, what ``edge-ad run`` passes per call) and per clip (all vectors of a 10 s clip
+    in one batch)."""
     out: dict[str, Any] = {}
     one = np.ascontiguousarray(x[:1])
+    second = np.ascontiguousarray(x[:DECISION_VECTORS])
     for v in variants:
         per_vec = time_calls(lambda: v.run(one), repeat=repeat_vector, warmup=20)
+        per_dec = time_calls(lambda: v.run(second), repeat=repeat_vector, warmup=10)
         per_clip = time_calls(lambda: v.run(x), repeat=repeat_clip, warmup=3)
-        out[v.name] = {"vector": _pct(per_vec), "clip": _pct(per_clip),
+        out[v.name] = {"vector": _pct(per_vec), "decision": _pct(per_dec), "clip": _pct(per_clip),
                        "vectors_per_s": float(len(x) / np.median(per_clip))}
     return out
 
@@ -258,7 +269,7 @@ def bench_edge_path(bundle_dir: str | Path, recording: str | Path, *, backend: s
             "peak_rss_mib": hwm_kib / 1024.0, "backend": f"{backend} {precision}"}
 
 
-def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tflite",
+def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str | None = None,
                      precision: str = "int8") -> dict[str, Any]:
     """Real-time factor of the stream loop alone (no process start-up): WAV blocks in,
     decisions out, through the same Detector ``edge-ad run`` uses."""
@@ -266,6 +277,7 @@ def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tfli
     from edge.capture import FileSource
     from edge.stream import Detector
 
+    backend = backend or bundle.default_backend(precision)
     path = bundle.model_path(backend=backend, precision=precision)
     det = Detector(backends.load(path, num_threads=1),
                    cutoff=bundle.threshold_for(Path(path).name).cutoff, spec=bundle.spec)
@@ -276,7 +288,8 @@ def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tfli
     decisions = [d for b in blocks for d in det.push(b)]
     wall = time.perf_counter() - t0
     return {"audio_s": n / bundle.spec.sample_rate, "wall_s": wall,
-            "rtf": n / bundle.spec.sample_rate / wall, "decisions": len(decisions)}
+            "rtf": n / bundle.spec.sample_rate / wall, "decisions": len(decisions),
+            "backend": f"{backend} {precision}"}
 
 
 # --------------------------------------------------------------------------- report
@@ -296,7 +309,8 @@ def render(result: dict[str, Any]) -> str:
         ref = next(iter(acc or lat))
         lines.append("")
         lines.append(f"{'model':<13} {'AUC':>6} {'pAUC':>6} {'pAUC-McC':>8} {'TPR':>6} {'FPR':>6} "
-                     f"{'vec p50':>9} {'vec p99':>9} {'clip p50':>9} {'x ' + ref:>14} {'size':>9}")
+                     f"{'vec p50':>9} {'vec p99':>9} {'dec p50':>9} {'clip p50':>9} {'x ' + ref:>14} "
+                     f"{'size':>9}")
         ref_clip = lat.get(ref, {}).get("clip", {}).get("p50")
         for name in VARIANTS:
             if name not in acc and name not in lat:
@@ -310,6 +324,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{o.get('pauc_mcclish', float('nan')):8.3f} {o.get('tpr', float('nan')):6.3f} "
                 f"{o.get('fpr', float('nan')):6.3f} "
                 f"{_fmt_t(lt['vector']['p50']) if lt else '-':>9} {_fmt_t(lt['vector']['p99']) if lt else '-':>9} "
+                f"{_fmt_t(lt['decision']['p50']) if 'decision' in lt else '-':>9} "
                 f"{_fmt_t(lt['clip']['p50']) if lt else '-':>9} {ratio:13.2f}x "
                 f"{(f'{size / 1024:.1f} KiB') if size else '-':>9}")
         ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
@@ -327,12 +342,15 @@ def render(result: dict[str, Any]) -> str:
             t = f["clip"]["p50"]
             lines.append(f"  {name:<8} {_fmt_t(t):>10}   C is {t / c:6.1f}x faster" if name != "c"
                          else f"  {name:<8} {_fmt_t(t):>10}   per hop {_fmt_t(f['hop']['p50'])} (p99 {_fmt_t(f['hop']['p99'])})")
-    for key, title in (("edge_stream", "edge stream loop (in process)"), ("edge_process", "edge-ad run process")):
+    for key, title in (("edge_stream", "edge stream loop (in process)"),
+                       ("edge_process", "edge-ad run process"),
+                       ("edge_process_tflite", "edge-ad run process")):
         e = result.get(key)
         if e:
             extra = f", peak RSS {e['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in e else ""
-            lines.append(f"{title}: {e['audio_s']:.0f} s of audio in {e['wall_s']:.2f} s = "
-                         f"{e['rtf']:.0f}x real time, {e['decisions']} decisions{extra}")
+            lines.append(f"{title} ({e.get('backend', '?')}): {e['audio_s']:.0f} s of audio in "
+                         f"{e['wall_s']:.2f} s = {e['rtf']:.0f}x real time, "
+                         f"{e['decisions']} decisions{extra}")
     return "\n".join(lines)
 
 

@@ -122,6 +122,10 @@ class CBackend:
         """The network's int8 outputs for float inputs: ``(n, d) float32 -> (n, d) int8``."""
         return self._call(x, recon=False, errors=False, q=True)[0]
 
+    def stream(self, spec) -> "CStream":
+        """The whole streaming path in C for ``spec``'s front end: see :class:`CStream`."""
+        return CStream(self, spec)
+
     def run_int8(self, q: np.ndarray) -> np.ndarray:
         """int8 in, int8 out: ``(n, n_in) int8 -> (n, n_out) int8``."""
         ffi, lib = self._ffi, self._lib
@@ -138,3 +142,49 @@ class CBackend:
                 raise BackendError(f"{self.path.name}: C int8 kernel: "
                                    f"{ffi.string(lib.ad_status_message(status)).decode()}")
         return out
+
+
+class CStream:
+    """Samples in, the squared error of each completed context vector out, one C call per
+    block (``ad_stream``: front end, context ring, int8 network, SPEC 4's error). The
+    errors are bit for bit ``backend.errors(Frontend(spec).push(samples))``."""
+
+    def __init__(self, backend: CBackend, spec) -> None:
+        from ..features import new_config
+
+        self._ffi, self._lib = _lib()
+        ffi, lib = self._ffi, self._lib
+        self._backend = backend          # its ad_dense must outlive this stream
+        cfg, _tables = new_config(spec)
+        self._state = ffi.new("ad_stream *")
+        status = lib.ad_stream_init(self._state, cfg, backend._state)
+        if status != lib.AD_OK:
+            raise BackendError(f"{backend.path.name}: the C stream refuses spec "
+                               f"{spec.digest[:12]}: "
+                               f"{ffi.string(lib.ad_status_message(status)).decode()}")
+        self._consumed = ffi.new("size_t *")
+        self._written = ffi.new("size_t *")
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """``(n,) int16`` (or float) samples -> ``(k,) float64`` errors, oldest first."""
+        ffi, lib = self._ffi, self._lib
+        a = np.asarray(samples)
+        if a.dtype == np.int16:
+            push, ctype = lib.ad_stream_push_i16, "int16_t[]"
+        else:
+            from ..features import _as_waveform
+            a = _as_waveform(a, "CStream.push")
+            push, ctype = lib.ad_stream_push_f32, "float[]"
+        a = np.ascontiguousarray(a)
+        k = lib.ad_stream_vectors_for(self._state, a.size)
+        out = np.empty(k, np.float64)
+        status = push(self._state, ffi.from_buffer(ctype, a), a.size,
+                      ffi.from_buffer("double[]", out), k, self._consumed, self._written)
+        if status != lib.AD_OK or self._consumed[0] != a.size or self._written[0] != k:
+            raise BackendError(f"C stream: status {status}, consumed {self._consumed[0]} of "
+                               f"{a.size} samples, wrote {self._written[0]} of {k} errors")
+        return out
+
+    def reset(self) -> None:
+        """Forget buffered samples and frames (a gap in the audio)."""
+        self._lib.ad_stream_reset(self._state)
