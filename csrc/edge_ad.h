@@ -321,7 +321,7 @@ ad_status ad_dense_run_f32(ad_dense *net, const float *x, size_t n, int8_t *q_ou
 void ad_quantize_f32(const float *x, size_t n, float scale, int32_t zero_point, int8_t *q);
 /* out[i] = scale * (q[i] - zero_point), TFLite's DEQUANTIZE; */
 void ad_dequantize_i8(const int8_t *q, size_t n, float scale, int32_t zero_point, float *out);
-/* sum_i (a[i] - b[i])^2 in double, 4 partial sums in a fixed order. */
+/* sum_i (a[i] - b[i])^2 in double: 8 partial sums (i mod 8), then a fixed tree. */
 double ad_squared_error(const float *a, const float *b, size_t n);
 /* TFLite's MultiplyByQuantizedMultiplier in either form (the scalar definition every
  * kernel matches); shift -31..30. */

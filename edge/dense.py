@@ -3,7 +3,7 @@ bundle carries as ``model_int8.adq8``.
 
 Export derives it from the int8 TFLite model's own tensors (``train/export/dense.py``), so
 the C kernel and TFLite compute the same integers. The file is little-endian
-(``docs/int8-model-format.md`` documents it byte by byte)::
+(``docs/int8-c-kernel.md`` documents it byte by byte)::
 
     header, 36 bytes:  magic b"EDGEADQ8", uint32 version (1), uint32 n_layers,
                        uint32 flags (bit 0: single rounding, TFLITE_SINGLE_ROUNDING),

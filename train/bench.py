@@ -157,6 +157,26 @@ def bench_frontends(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, repeat: 
     return out
 
 
+def bench_c_stream(bundle: Any, x: np.ndarray, *, n_hops: int = 400) -> dict[str, Any]:
+    """One hop of samples through the whole C path (front end, context ring, int8 network,
+    error: ``CStream.push``, one C call), the cffi call included; per hop percentiles."""
+    from edge.backends.c import CBackend
+
+    spec = bundle.spec
+    stream = CBackend(bundle.model_path("c", "int8")).stream(spec)
+    n_hops = min(n_hops, len(x) // spec.hop_length)
+    pcm = np.clip(np.asarray(x[: n_hops * spec.hop_length]) * 32768, -32768, 32767).astype(np.int16)
+    hops = pcm.reshape(n_hops, spec.hop_length)
+    for h in hops[:8]:
+        stream.push(h)
+    t = np.empty(len(hops))
+    for i, h in enumerate(hops):
+        t0 = time.perf_counter()
+        stream.push(h)
+        t[i] = time.perf_counter() - t0
+    return {"hop": _pct(t)}
+
+
 # --------------------------------------------------------------------------- models
 @dataclasses.dataclass
 class Variant:
@@ -342,6 +362,10 @@ def render(result: dict[str, Any]) -> str:
             t = f["clip"]["p50"]
             lines.append(f"  {name:<8} {_fmt_t(t):>10}   C is {t / c:6.1f}x faster" if name != "c"
                          else f"  {name:<8} {_fmt_t(t):>10}   per hop {_fmt_t(f['hop']['p50'])} (p99 {_fmt_t(f['hop']['p99'])})")
+    cs = result.get("c_stream")
+    if cs:
+        lines.append(f"  c path   per hop {_fmt_t(cs['hop']['p50'])} (p99 {_fmt_t(cs['hop']['p99'])}): "
+                     "front end, int8 network and error in one C call")
     for key, title in (("edge_stream", "edge stream loop (in process)"),
                        ("edge_process", "edge-ad run process"),
                        ("edge_process_tflite", "edge-ad run process")):

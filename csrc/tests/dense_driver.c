@@ -1,10 +1,10 @@
 /* dense_driver.c: runs the int8 dense network on vectors from files, for the sanitizer
- * and cross-architecture tests (tests/test_dense_c_build.py builds it with
+ * and cross-architecture tests (tests/test_dense_c.py builds it with
  * scripts/check-c.sh).
  *
  *   dense_driver NETWORK INPUT OUTDIR
  *
- * NETWORK is a .adq8 file (layout in docs/int8-model-format.md, parsed here the way a
+ * NETWORK is a .adq8 file (layout in docs/int8-c-kernel.md, parsed here the way a
  * C-only deployment would), INPUT float32 vectors of the network's input width.
  * Writes to OUTDIR, from the scalar kernel:
  *   q.i8      int8 outputs           (n, n_out)

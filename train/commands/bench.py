@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("front end: C, numpy, librosa")
     result["frontend"] = bench.bench_frontends(audio.load(clips[0].path, spec=spec), spec=spec,
                                                repeat=8 if args.quick else 30)
+    if bundle_obj is not None and bundle_obj.has_c_model:
+        result["c_stream"] = bench.bench_c_stream(bundle_obj, audio.load(clips[0].path, spec=spec))
     if bundle_obj is not None:
         with tempfile.TemporaryDirectory() as tmp:
             rec = Path(args.recording) if args.recording else _recording(
