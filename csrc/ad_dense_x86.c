@@ -132,41 +132,88 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
 
 /* ---- AVX-512 VNNI --------------------------------------------------------------------- */
 
-AD_INLINE AD_VNNI void vnni_body(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
-                                 const int nv, size_t stride)
+/* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t with AVX-512's
+ * 64-bit arithmetic shift, + zero point, clamp, saturating narrow (values are in range). */
+AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const ad_dense_layer *layer,
+                                        size_t o)
 {
-    const size_t k_pad = (size_t)layer->k_pad, n_pad = (size_t)layer->n_pad;
-    const int8_t *w = (const int8_t *)layer->weights;
-    /* vpdpbusd adds into its accumulator: a chain of them waits on each other, so each
-     * vector's sum is split over `split` accumulators (consecutive quads of inputs) to keep
-     * at least four chains in flight; k_pad is a multiple of 16 = 4 quads */
-    const int split = nv <= 2 ? 4 : nv <= 4 ? 2 : 1;
-    for (size_t o = 0; o < n_pad; o += 16) {
-        const int8_t *wb = w + o * k_pad;
-        __m512i acc[4][AD_DENSE_BATCH];
-        for (int j = 0; j < split; j++)
-            for (int b = 0; b < nv; b++)
-                acc[j][b] = _mm512_setzero_si512();
-        for (size_t k = 0; k < k_pad; k += 4 * (size_t)split) {
-            for (int j = 0; j < split; j++) {
-                const __m512i wk = _mm512_load_si512((const void *)(wb + (k + 4 * (size_t)j) * 16));
-                for (int b = 0; b < nv; b++) {
-                    int32_t quad;
-                    memcpy(&quad, x + (size_t)b * k_pad + k + 4 * (size_t)j, sizeof quad);
-                    acc[j][b] = _mm512_dpbusd_epi32(acc[j][b], _mm512_set1_epi32(quad), wk);
-                }
-            }
-        }
-        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + o));
+    const __m512i mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
+    const __m512i t = _mm512_loadu_si512((const void *)(layer->right_shift + o));
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i t_even = _mm512_and_si512(t, _mm512_set1_epi64(0xffffffff));
+    const __m512i t_odd = _mm512_srli_epi64(t, 32);
+    __m512i even = _mm512_mul_epi32(acc, mult);
+    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
+    even = _mm512_srav_epi64(
+        _mm512_add_epi64(even, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_even, one))), t_even);
+    odd = _mm512_srav_epi64(
+        _mm512_add_epi64(odd, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_odd, one))), t_odd);
+    __m512i y = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    y = _mm512_add_epi32(y, _mm512_set1_epi32(layer->output_zero_point));
+    y = _mm512_min_epi32(y, _mm512_set1_epi32(127));
+    y = _mm512_max_epi32(y, _mm512_set1_epi32(layer->act_min));
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
+}
+
+/* acc + u8 x s8 dot products of 4: vpdpbusd written in place. GCC 12 compiles the
+ * intrinsic with a register copy in and out of a scratch register around each one (the
+ * loop then spends more on moves than on products); the asm ties the accumulator. */
+AD_INLINE AD_VNNI __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8)
+{
+    __asm__("vpdpbusd %[s8], %[u8], %[acc]" : [acc] "+v"(acc) : [u8] "v"(u8), [s8] "v"(s8));
+    return acc;
+}
+
+/* A tile of nb blocks of 16 output channels for nv vectors: each weight load serves nv
+ * vectors and each input broadcast nb blocks (nb x nv independent sums in registers, at
+ * least 4 for a full tile, so vpdpbusd's latency is hidden). */
+AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
+                                 size_t stride, size_t o, const int nv, const int nb)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
+    __m512i acc[4][4];
+    for (int j = 0; j < nb; j++)
+        for (int b = 0; b < nv; b++)
+            acc[j][b] = _mm512_setzero_si512();
+    for (size_t k = 0; k < k_pad; k += 4) {
+        __m512i wk[4];
+        for (int j = 0; j < nb; j++)
+            wk[j] = _mm512_load_si512((const void *)(w + (size_t)j * k_pad * 16 + k * 16));
         for (int b = 0; b < nv; b++) {
-            __m512i sum = bias;
-            for (int j = 0; j < split; j++)
-                sum = _mm512_add_epi32(sum, acc[j][b]);
-            int8_t *dst = out + (size_t)b * stride + o;
-            store8(dst, requant8(_mm512_castsi512_si256(sum), layer, o));
-            store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, o + 8));
+            int32_t quad;
+            memcpy(&quad, x + (size_t)b * k_pad + k, sizeof quad);
+            const __m512i xb = _mm512_set1_epi32(quad);
+            for (int j = 0; j < nb; j++)
+                acc[j][b] = dpbusd(acc[j][b], xb, wk[j]);
         }
     }
+    for (int j = 0; j < nb; j++) {
+        const size_t oj = o + 16 * (size_t)j;
+        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
+        for (int b = 0; b < nv; b++) {
+            const __m512i sum = _mm512_add_epi32(acc[j][b], bias);
+            int8_t *dst = out + (size_t)b * stride + oj;
+            if (layer->single_rounding) {
+                requant16_single(dst, sum, layer, oj);
+            } else {
+                store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
+                store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
+            }
+        }
+    }
+}
+
+/* Up to 4 vectors: tiles of 4 blocks (64 channels), then single blocks. */
+AD_INLINE AD_VNNI void vnni_vectors(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
+                                    size_t stride, const int nv)
+{
+    const size_t n_pad = (size_t)layer->n_pad;
+    size_t o = 0;
+    for (; o + 64 <= n_pad; o += 64)
+        vnni_tile(layer, x, out, stride, o, nv, 4);
+    for (; o < n_pad; o += 16)
+        vnni_tile(layer, x, out, stride, o, nv, 1);
 }
 
 AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
@@ -177,15 +224,16 @@ AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, 
     for (size_t b = 0; b < n_vectors; b++)
         for (size_t k = 0; k < k_pad; k++)
             x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
-    switch (n_vectors) {
-    case 1: vnni_body(layer, x, out, 1, stride); break;
-    case 2: vnni_body(layer, x, out, 2, stride); break;
-    case 3: vnni_body(layer, x, out, 3, stride); break;
-    case 4: vnni_body(layer, x, out, 4, stride); break;
-    case 5: vnni_body(layer, x, out, 5, stride); break;
-    case 6: vnni_body(layer, x, out, 6, stride); break;
-    case 7: vnni_body(layer, x, out, 7, stride); break;
-    default: vnni_body(layer, x, out, 8, stride); break;
+    /* groups of 4 vectors; a constant count lets the compiler keep every sum in a register */
+    for (size_t b = 0; b < n_vectors; b += 4) {
+        const uint8_t *xb = x + b * k_pad;
+        int8_t *ob = out + b * stride;
+        switch (n_vectors - b) {
+        case 1: vnni_vectors(layer, xb, ob, stride, 1); break;
+        case 2: vnni_vectors(layer, xb, ob, stride, 2); break;
+        case 3: vnni_vectors(layer, xb, ob, stride, 3); break;
+        default: vnni_vectors(layer, xb, ob, stride, 4); break;
+        }
     }
 }
 
