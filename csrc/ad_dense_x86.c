@@ -172,27 +172,36 @@ AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, 
 {
     const size_t k_pad = (size_t)layer->k_pad;
     const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
-    __m512i acc[4][4];
-    for (int j = 0; j < nb; j++)
-        for (int b = 0; b < nv; b++)
-            acc[j][b] = _mm512_setzero_si512();
-    for (size_t k = 0; k < k_pad; k += 4) {
-        __m512i wk[4];
+    /* one or two vectors: each sum split over 2 accumulators (even and odd quads), so a
+     * single vector still keeps 8 chains in flight */
+    const int ks = nv <= 2 ? 2 : 1;
+    __m512i acc[2][4][4];
+    for (int h = 0; h < ks; h++)
         for (int j = 0; j < nb; j++)
-            wk[j] = _mm512_load_si512((const void *)(w + (size_t)j * k_pad * 16 + k * 16));
-        for (int b = 0; b < nv; b++) {
-            int32_t quad;
-            memcpy(&quad, x + (size_t)b * k_pad + k, sizeof quad);
-            const __m512i xb = _mm512_set1_epi32(quad);
+            for (int b = 0; b < nv; b++)
+                acc[h][j][b] = _mm512_setzero_si512();
+    for (size_t k = 0; k < k_pad; k += 4 * (size_t)ks) {
+        for (int h = 0; h < ks; h++) {
+            const size_t kh = k + 4 * (size_t)h;
+            __m512i wk[4];
             for (int j = 0; j < nb; j++)
-                acc[j][b] = dpbusd(acc[j][b], xb, wk[j]);
+                wk[j] = _mm512_load_si512((const void *)(w + (size_t)j * k_pad * 16 + kh * 16));
+            for (int b = 0; b < nv; b++) {
+                int32_t quad;
+                memcpy(&quad, x + (size_t)b * k_pad + kh, sizeof quad);
+                const __m512i xb = _mm512_set1_epi32(quad);
+                for (int j = 0; j < nb; j++)
+                    acc[h][j][b] = dpbusd(acc[h][j][b], xb, wk[j]);
+            }
         }
     }
     for (int j = 0; j < nb; j++) {
         const size_t oj = o + 16 * (size_t)j;
         const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
         for (int b = 0; b < nv; b++) {
-            const __m512i sum = _mm512_add_epi32(acc[j][b], bias);
+            __m512i sum = _mm512_add_epi32(acc[0][j][b], bias);
+            if (ks == 2)
+                sum = _mm512_add_epi32(sum, acc[1][j][b]);
             int8_t *dst = out + (size_t)b * stride + oj;
             if (layer->single_rounding) {
                 requant16_single(dst, sum, layer, oj);
