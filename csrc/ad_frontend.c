@@ -17,7 +17,14 @@ const char *ad_status_message(ad_status status)
     case AD_ERR_WINDOW: return "a window value is not finite";
     case AD_ERR_MEL_TABLE: return "a mel band lies outside the spectrum or the weight table";
     case AD_ERR_CAPACITY: return "the output buffer is too small";
-    case AD_ERR_STATE: return "the state was not initialised by a successful ad_frontend_init";
+    case AD_ERR_STATE: return "the state was not initialised by a successful init";
+    case AD_ERR_DENSE_SHAPE: return "dense network: layer count or widths outside the limits "
+                                    "or not chained";
+    case AD_ERR_DENSE_QUANT: return "dense network: a zero point, scale, multiplier, shift or "
+                                    "weight outside TFLite's int8 ranges";
+    case AD_ERR_DENSE_RANGE: return "dense network: an accumulator could overflow int32";
+    case AD_ERR_KERNEL: return "the kernel asked for is not built in or not on this CPU";
+    case AD_ERR_MEMORY: return "the memory given is smaller than ad_dense_mem_bytes";
     default: return "unknown status";
     }
 }

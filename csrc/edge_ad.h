@@ -59,6 +59,15 @@ extern "C" {
                                   many weights in all */
 #define AD_ERR_CAPACITY 6      /* the output buffer is too small for the whole clip */
 #define AD_ERR_STATE 7         /* the state was not initialised by a successful init */
+#define AD_ERR_DENSE_SHAPE 8   /* layer count or widths outside the limits, or widths that
+                                  do not chain (a layer's n_in is not the last one's n_out) */
+#define AD_ERR_DENSE_QUANT 9   /* a zero point outside -128..127 or not chained, a scale not
+                                  finite and > 0, a multiplier outside [2^30, 2^31) (or 0), a
+                                  shift outside -31..30, a weight of -128 */
+#define AD_ERR_DENSE_RANGE 10  /* an accumulator could overflow int32 (bias too large, or a
+                                  left shift that would overflow) */
+#define AD_ERR_KERNEL 11       /* the asked-for kernel is not built in or not on this CPU */
+#define AD_ERR_MEMORY 12       /* the caller's memory is smaller than ad_dense_mem_bytes */
 
 typedef int ad_status;
 
@@ -194,6 +203,164 @@ void ad_context_read(const ad_context_ring *ring, float *out);
  * out and returns that count. */
 size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
                           size_t out_capacity);
+
+/* ---- the int8 dense network (ad_dense.c, ad_dense_x86.c, ad_dense_neon.c, ad_quant.c) --
+ *
+ * A chain of fully connected layers computed exactly as TensorFlow Lite's reference int8
+ * FULLY_CONNECTED kernel (tensorflow/lite/kernels/internal/reference/integer_ops/
+ * fully_connected.h, TFLM's too): for output channel o of a layer,
+ *   acc = bias[o] + sum_k (in[k] - input_zero_point) * weights[o][k]            (int32)
+ *   y   = MultiplyByQuantizedMultiplier(acc, multiplier[o], shift[o]) + output_zero_point
+ *   out = clamp(y, relu ? max(-128, output_zero_point) : -128, 127)              (int8)
+ * MultiplyByQuantizedMultiplier comes in TFLite's two forms, chosen per network
+ * (ad_dense_config.single_rounding, ad_requantize):
+ *   double rounding (gemmlowp; TFLM, tflite-runtime 2.14):
+ *     RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^max(s, 0), m), max(-s, 0))
+ *   single rounding (TFLITE_SINGLE_ROUNDING; the ai-edge-litert wheels):
+ *     (x * m + 2^(30 - s)) >> (31 - s)   in 64 bits
+ * They differ in the last bit of about one output in 200; the export writes the form of
+ * the runtime it validated the model with. Weights are symmetric int8 in -127..127
+ * (TFLite's int8 spec), so every kernel may sum two products in int16.
+ *
+ * Kernels: scalar (everywhere), AVX2 (int16 multiply-add) and AVX-512 VNNI (u8 x s8 dot
+ * products) on x86-64, NEON (with the dot-product instructions where the compiler targets
+ * them) on ARM. Integer arithmetic makes them all compute the same bits; init picks the
+ * fastest the CPU has (AD_DENSE_AUTO) or the one asked for, and packs the weights for it.
+ *
+ * Memory: the caller owns it. ad_dense_mem_bytes says how much a configuration needs;
+ * ad_dense_init validates the configuration, then copies and packs everything into that
+ * memory and into the fixed-size ad_dense. No call allocates; after a successful init the
+ * run calls cannot fail except for NULL pointers and an uninitialised state. The float
+ * path quantises with the network's input scale and zero point exactly as TFLite's
+ * QUANTIZE (round half away from zero of x / scale, plus the zero point, clamped) and
+ * dequantises as its DEQUANTIZE (scale * (q - zero_point)); the per-vector squared error
+ * compares that dequantised output with the original float input (SPEC 4). */
+#define AD_DENSE_MAX_LAYERS 16
+#define AD_DENSE_MAX_WIDTH 4096       /* inputs or outputs of one layer */
+#define AD_DENSE_BATCH 8              /* vectors a kernel call handles at once */
+
+#define AD_DENSE_AUTO 0               /* kernel ids: the fastest this CPU has */
+#define AD_DENSE_SCALAR 1
+#define AD_DENSE_AVX2 2
+#define AD_DENSE_AVX512_VNNI 3
+#define AD_DENSE_NEON 4
+#define AD_DENSE_N_KERNELS 5
+
+typedef struct {
+    int32_t n_in, n_out;
+    const int8_t *weights;        /* n_out * n_in, row-major (TFLite's filter [out, in]) */
+    const int32_t *bias;          /* n_out (NULL: zeros) */
+    const int32_t *multiplier;    /* n_out: 0 or in [2^30, 2^31) (TFLite's QuantizeMultiplier) */
+    const int32_t *shift;         /* n_out: -31..30; > 0 shifts left, < 0 right */
+    int32_t input_zero_point;     /* -128..127; equals the previous layer's output zero point */
+    int32_t output_zero_point;    /* -128..127 */
+    int32_t relu;                 /* 1: fused ReLU (clamp below at the zero point), 0: none */
+} ad_dense_layer_config;
+
+typedef struct {
+    int32_t n_layers;                     /* 1..AD_DENSE_MAX_LAYERS */
+    const ad_dense_layer_config *layers;  /* n_layers, chained */
+    int32_t single_rounding;              /* 1: TFLITE_SINGLE_ROUNDING, 0: gemmlowp's */
+    float input_scale;    /* float -> int8 of the first layer's input (its zero point) */
+    float output_scale;   /* int8 -> float of the last layer's output (its zero point) */
+} ad_dense_config;
+
+/* One layer as init packed it; the pointers lie in the caller's memory. */
+typedef struct {
+    int32_t n_in, n_out;          /* as configured */
+    int32_t k_pad, n_pad;         /* padded to multiples of 16: the packed sizes */
+    int32_t input_zero_point, output_zero_point, act_min;
+    int32_t single_rounding;      /* the network's rounding form */
+    const void *weights;          /* packed for the kernel (int8 or int16) */
+    const int32_t *bias;          /* n_pad: bias with the zero-point terms folded in */
+    const int32_t *multiplier;    /* n_pad */
+    const int32_t *left_shift;    /* n_pad: double rounding max(shift, 0); single: 0 */
+    const int32_t *right_shift;   /* n_pad: double rounding max(-shift, 0); single 31 - shift */
+} ad_dense_layer;
+
+/* The network; fixed size, treat as opaque. Not shared between threads (scratch). */
+typedef struct {
+    uint32_t ready;               /* a magic number after a successful init */
+    int32_t kernel;               /* the kernel init chose */
+    int32_t n_layers, n_in, n_out, width_pad;
+    float input_scale, output_scale;
+    int32_t input_zero_point, output_zero_point;
+    ad_dense_layer layers[AD_DENSE_MAX_LAYERS];
+    int8_t *act[2];               /* AD_DENSE_BATCH rows of width_pad int8 each */
+    void *scratch;                /* a layer's inputs converted for the kernel */
+    float *dequant;               /* AD_DENSE_BATCH * n_out: the float path's outputs */
+} ad_dense;
+
+/* Bytes of caller memory ad_dense_init needs for cfg (any kernel); 0 for a configuration
+ * whose shapes ad_dense_init would refuse. */
+size_t ad_dense_mem_bytes(const ad_dense_config *cfg);
+
+/* Validate cfg, pick the kernel (AD_DENSE_AUTO or an id), copy and pack the network into
+ * mem (mem_bytes >= ad_dense_mem_bytes(cfg), any alignment). On error net is unusable.
+ * cfg's arrays need to live only during the call; mem as long as net is used. */
+ad_status ad_dense_init(ad_dense *net, const ad_dense_config *cfg, int32_t kernel, void *mem,
+                        size_t mem_bytes);
+
+/* Bit mask of the kernels this build has and this CPU runs (1 << id); name of an id. */
+uint32_t ad_dense_kernels(void);
+const char *ad_dense_kernel_name(int32_t kernel);
+
+/* int8 in, int8 out: in has n * net->n_in values, out n * net->n_out (row-major). */
+ad_status ad_dense_run_i8(ad_dense *net, const int8_t *in, size_t n, int8_t *out);
+
+/* Float in, float out, SPEC 4's error: x has n * n_in floats. Each of the outputs may be
+ * NULL: q_out n * n_out int8 outputs; recon n * n_out dequantised outputs; sq_err n
+ * doubles, ||recon_i - x_i||^2 (needs n_in == n_out, else AD_ERR_DENSE_SHAPE), summed in
+ * double in a fixed order (the same bits on every kernel and machine). */
+ad_status ad_dense_run_f32(ad_dense *net, const float *x, size_t n, int8_t *q_out,
+                           float *recon, double *sq_err);
+
+/* ad_quant.c, the stages of the float path (exposed for tests and other drivers):
+ * q[i] = clamp(round_half_away(x[i] / scale) + zero_point, -128, 127), TFLite's QUANTIZE
+ * (NaN gives 127; the front end never produces one); */
+void ad_quantize_f32(const float *x, size_t n, float scale, int32_t zero_point, int8_t *q);
+/* out[i] = scale * (q[i] - zero_point), TFLite's DEQUANTIZE; */
+void ad_dequantize_i8(const int8_t *q, size_t n, float scale, int32_t zero_point, float *out);
+/* sum_i (a[i] - b[i])^2 in double: 8 partial sums (i mod 8), then a fixed tree. */
+double ad_squared_error(const float *a, const float *b, size_t n);
+/* TFLite's MultiplyByQuantizedMultiplier in either form (the scalar definition every
+ * kernel matches); shift -31..30. */
+int32_t ad_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t single_rounding);
+
+/* ---- the streaming detector path (ad_stream.c) --------------------------------------
+ *
+ * Samples in, the squared error of every completed context vector out, in one call per
+ * block: the front end (its streaming contract above), the context ring, the int8 network
+ * on the new vectors (AD_DENSE_BATCH at a time) and SPEC 4's error against the float
+ * vectors. errors[i] is bit for bit what ad_frontend_push_* then ad_dense_run_f32 give.
+ * The window score (the mean over the last N errors) is the caller's: a sum per decision. */
+typedef struct {
+    ad_frontend frontend;
+    ad_dense *net;                                    /* the caller's, initialised */
+    float vectors[AD_DENSE_BATCH * AD_VECTOR_SIZE];  /* a batch from the front end */
+} ad_stream;
+
+/* Initialise the front end from cfg (as ad_frontend_init) and attach net, whose input and
+ * output widths must be AD_VECTOR_SIZE (AD_ERR_DENSE_SHAPE otherwise); net stays the
+ * caller's and must outlive st. */
+ad_status ad_stream_init(ad_stream *st, const ad_config *cfg, ad_dense *net);
+
+/* Forget buffered samples and frames (a gap in the audio). */
+void ad_stream_reset(ad_stream *st);
+
+/* Errors that pushing n_samples more samples would give (= ad_frontend_vectors_for). */
+size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples);
+
+/* Push samples (int16 scaled by 1/32768, or float); write the squared error of each
+ * vector they complete to errors (errors_capacity doubles), never more than capacity:
+ * like the front end's push it stops before a vector with no room and says how many
+ * samples it consumed. Cannot fail after a good init except for NULL pointers. */
+ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);
+ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
+                             double *errors, size_t errors_capacity, size_t *n_consumed,
+                             size_t *n_errors);
 
 /* Text of a status code (static storage). */
 const char *ad_status_message(ad_status status);

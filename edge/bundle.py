@@ -4,6 +4,8 @@ before use.
 A bundle is a directory::
 
     model_int8.tflite  model_float.tflite  model_int8.onnx  model_float.onnx   (any subset)
+    model_int8.adq8    the int8 network for edge-ad's C kernel, derived from
+                       model_int8.tflite's tensors (edge.dense; same integers, same cutoff)
     feature_spec.json  the FeatureSpec the model was trained on (canonical JSON)
     threshold.json     {model file name: Threshold}, one cutoff per model file
     manifest.json      schema_version, sha256 and size of every other file, the spec
@@ -49,6 +51,9 @@ MODEL_FILES: dict[tuple[str, str], str] = {
     ("onnx", "int8"): "model_int8.onnx",
     ("onnx", "float"): "model_float.onnx",
 }
+#: the C kernel's int8 network: read out of model_int8.tflite, whose cutoff it shares
+C_INT8_FILE = "model_int8.adq8"
+C_SOURCE_FILE = MODEL_FILES[("tflite", "int8")]
 # Files a runtime could pick up by mistake: refused when the manifest does not list them.
 MODEL_SUFFIXES = (".tflite", ".onnx", ".pt", ".pth", ".pkl", ".pickle", ".npz", ".data")
 # Test hook: seconds to sleep after each file written into the temporary directory, so a
@@ -89,8 +94,31 @@ class Bundle:
         """Model file names in the bundle, sorted."""
         return sorted(self.manifest["models"])
 
+    @property
+    def has_c_model(self) -> bool:
+        """Whether the bundle carries the C kernel's int8 network (:data:`C_INT8_FILE`)."""
+        return C_INT8_FILE in self.manifest["files"]
+
+    def default_backend(self, precision: str = "int8") -> str:
+        """``"c"`` for int8 where the bundle has the C network and the kernel is built (no
+        model runtime needed, the reference kernels' bits), else ``"tflite"``."""
+        if precision == "int8" and self.has_c_model:
+            from .backends.c import kernel_built
+            if kernel_built():
+                return "c"
+        return "tflite"
+
     def model_path(self, backend: str = "tflite", precision: str = "int8") -> Path:
         """Path of the model for ``backend`` and ``precision``; BundleError if absent."""
+        if backend == "c":
+            if precision != "int8":
+                raise BundleError(f"--backend c runs the int8 network only (asked for "
+                                  f"{precision}); use --backend tflite or onnx for float")
+            if not self.has_c_model:
+                raise BundleError(f"{self.path}: has no {C_INT8_FILE} (exported without int8 "
+                                  "TFLite, or by an edge-ad without the C int8 kernel); "
+                                  "re-export it, or use --backend tflite")
+            return self.path / C_INT8_FILE
         name = model_filename(backend, precision)
         if name not in self.manifest["models"]:
             raise BundleError(f"{self.path}: has no {name} (it holds {', '.join(self.models)})")
@@ -99,6 +127,8 @@ class Bundle:
     def threshold_for(self, filename: str | os.PathLike) -> Threshold:
         """The cutoff fitted for that model file (a name or a path inside the bundle)."""
         name = Path(filename).name
+        if name == C_INT8_FILE:
+            name = C_SOURCE_FILE
         try:
             return self.thresholds[name]
         except KeyError:

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: samples per read; 1024 samples = 64 ms at 16 kHz: short enough for a 1 s decision
 #: cadence, long enough that a Pi's Python loop is not woken needlessly often.
 DEFAULT_BLOCK = 1024
+#: samples per read of a file read as fast as possible (--fast): nothing waits on a block,
+#: so large ones spend less time per sample in Python (decisions still fall on audio time)
+FAST_BLOCK = 32768
 
 
 @dataclasses.dataclass
@@ -239,6 +242,9 @@ class FileSource:
     """A recording read in blocks with soundfile: channel choice and resampling as
     :func:`edge.audio.load` (channel 0 by default, soxr for other rates), paced at real
     time unless ``fast``; ``loop`` starts over at the end (for soak tests and demos).
+
+    A 16-bit PCM file at the spec's rate is read as int16, as it is stored (no float pass
+    and rounding back), in blocks of :data:`FAST_BLOCK` samples when ``fast``.
     """
 
     def __init__(self, path: str | os.PathLike, *, spec: FeatureSpec = DEFAULT_SPEC,
@@ -272,6 +278,9 @@ class FileSource:
             resampler = soxr.ResampleStream(rate, self.spec.sample_rate, 1, dtype="float32",
                                             quality="HQ")
         read_block = max(1, self.block * rate // self.spec.sample_rate)
+        if resampler is None and self._info.subtype == "PCM_16" and not self.mix:
+            yield from self._int16_blocks(max(read_block, FAST_BLOCK) if self.fast else read_block)
+            return
         with sf.SoundFile(str(self._path)) as f:
             while True:
                 x = f.read(read_block, dtype="float32", always_2d=False)
@@ -286,6 +295,18 @@ class FileSource:
                                          "expected finite audio")
                     yield to_int16(x)
                 if last:
+                    return
+
+    def _int16_blocks(self, n: int) -> Iterator[np.ndarray]:
+        import soundfile as sf
+
+        with sf.SoundFile(str(self._path)) as f:
+            while True:
+                x = f.read(n, dtype="int16", always_2d=False)
+                if len(x):
+                    yield np.ascontiguousarray(
+                        select_channel(x, channel=self.channel, source=self.name))
+                if len(x) < n:
                     return
 
     def __iter__(self) -> Iterator[np.ndarray]:

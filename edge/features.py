@@ -61,6 +61,17 @@ def _check_error(lib: Any, ffi: Any, status: int, what: str) -> None:
 def _new_state(spec: FeatureSpec) -> Any:
     """An initialised ``ad_frontend`` for ``spec`` (the tables are copied into it)."""
     ffi, lib = _kernel()
+    cfg, _tables = new_config(spec)
+    state = ffi.new("ad_frontend *")
+    # init copies the tables, so the numpy arrays need to live only until it returns
+    _check_error(lib, ffi, lib.ad_frontend_init(state, cfg), f"init for spec {spec.digest[:12]}")
+    return state
+
+
+def new_config(spec: FeatureSpec) -> tuple[Any, list[np.ndarray]]:
+    """The ``ad_config`` of ``spec`` and the arrays it points into (keep them alive until
+    the init that copies them returns). SpecMismatchError for sizes the kernel lacks."""
+    ffi, lib = _kernel()
     sizes = kernel_sizes()
     wanted = {"n_fft": spec.n_fft, "n_mels": spec.n_mels, "context_frames": spec.context_frames}
     if wanted != sizes:
@@ -84,10 +95,7 @@ def _new_state(spec: FeatureSpec) -> Any:
     cfg.mel_offsets = ffi.from_buffer("int32_t[]", mel.offsets)
     cfg.mel_weights = ffi.from_buffer("float[]", mel.weights)
     cfg.n_mel_weights = len(mel.weights)
-    state = ffi.new("ad_frontend *")
-    # init copies the tables, so the numpy arrays need to live only until it returns
-    _check_error(lib, ffi, lib.ad_frontend_init(state, cfg), f"init for spec {spec.digest[:12]}")
-    return state
+    return cfg, [window, mel.starts, mel.lengths, mel.offsets, mel.weights]
 
 
 # The clip functions reuse one state per (thread, spec): init costs about as much as

@@ -59,7 +59,9 @@ class Detector:
         window_s: window length in seconds (vectors: :func:`window_vectors`).
         every_s: seconds of audio between decisions.
         alarm: K-of-N rule.
-        frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``.
+        frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``,
+            or, for a backend with ``stream(spec)`` (the C int8 one), the whole path in C:
+            samples in, per-vector errors out, one call per block.
         clock: monotonic clock (tests may pass their own).
         signal_check: the no-signal test on the raw samples of each window (None: off).
     """
@@ -75,7 +77,9 @@ class Detector:
         self.n_window = window_vectors(window_s, spec=spec)
         self.every_samples = max(1, int(round(every_s * spec.sample_rate)))
         self.alarm = Alarm(alarm)
-        self.frontend = frontend if frontend is not None else _frontend(spec)
+        make_stream = getattr(backend, "stream", None)
+        self._cstream = make_stream(spec) if frontend is None and make_stream is not None else None
+        self.frontend = frontend if frontend is not None else self._cstream or _frontend(spec)
         self.clock = clock
         self._errors = np.zeros(self.n_window, dtype=np.float64)
         self._filled = 0
@@ -124,8 +128,15 @@ class Detector:
         # Only the newest n_window vectors can matter: after a long block the rest would be
         # overwritten in the ring before any decision reads them.
         x = x[-self.n_window:]
-        err = vector_errors(x, self.backend.run(x))
+        # A backend that computes the errors itself (the C one) saves a pass over the
+        # reconstructions in numpy.
+        errors = getattr(self.backend, "errors", None)
+        self._add_errors(errors(x) if errors is not None else vector_errors(x, self.backend.run(x)))
+
+    def _add_errors(self, err: np.ndarray) -> None:
+        """Append per-vector errors to the window's ring (only the newest n_window count)."""
         self.vectors_seen += len(err)
+        err = err[-self.n_window:]
         k = len(err)
         end = self._pos + k
         if end <= self.n_window:
@@ -162,7 +173,10 @@ class Detector:
             chunk = samples[i:i + take]
             if self.signal_check is not None and take:
                 self._observe_raw(chunk)
-            self._add_vectors(self.frontend.push(chunk))
+            if self._cstream is not None:
+                self._add_errors(self._cstream.push(chunk))
+            else:
+                self._add_vectors(self.frontend.push(chunk))
             self._samples += take
             i += take
             if self._samples == self._next_decision:

@@ -20,7 +20,7 @@ SYSTEM_PACKAGES=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross     # Pi 4/5 (Cortex-A72/A76)
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross   # Pi 2/3 32-bit (Cortex-A7, NEON)
   qemu-user                   # runs the cross-built kernel and an arm64 Python here
-  debootstrap                 # an arm64 Debian root for the Pi-class end-to-end test
+  debootstrap                 # arm64 and armhf Debian roots for the Pi-class end-to-end tests
   systemd                     # systemd-analyze verify checks scripts/edge-ad.service
 )
 
@@ -56,4 +56,6 @@ fi
 EDGE_AD_VENV="$VENV" PYTHON="$VENV/bin/python" scripts/setup-tflite214.sh
 # An aarch64 Debian root and wheels for the Pi-class end-to-end test (cached under ~/.cache).
 EDGE_AD_VENV="$VENV" scripts/setup-arm64.sh
+# An armhf Debian root (numpy, cffi, soundfile; no model runtime) for the 32-bit board test.
+scripts/setup-armhf.sh
 echo "setup: done ($("$VENV/bin/edge-ad" --version))"

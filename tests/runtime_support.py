@@ -111,3 +111,13 @@ def write_wav(path: Path, x: np.ndarray) -> Path:
 
     sf.write(str(path), x, SR, subtype="PCM_16")
     return path
+
+
+def tflite214_python() -> Path | None:
+    """The venv scripts/setup-tflite214.sh makes beside the main one."""
+    candidates = [os.environ.get("EDGE_AD_TFLITE214_VENV"), f"{sys.prefix.rstrip('/')}-tflite214",
+                  str(Path.home() / ".cache/edge-ad/venv-tflite214"), str(REPO / ".venv-tflite214")]
+    for c in candidates:
+        if c and (Path(c) / "bin/python").exists():
+            return Path(c) / "bin/python"
+    return None

@@ -22,6 +22,8 @@ from train.export import tflite as tflite_export
 from train.export.fold import fold_batchnorm, folded_module, forward_numpy
 from train.model import Autoencoder, ModelConfig
 
+from runtime_support import tflite214_python
+
 # The module fixture trains a model and runs the TensorFlow Lite converter (~20 s).
 pytestmark = pytest.mark.slow
 
@@ -319,16 +321,6 @@ def test_conversions_give_identical_bytes_when_repeated(model, calibration, mode
 
 
 # --- tflite-runtime 2.14 ------------------------------------------------------------------
-def tflite214_python() -> Path | None:
-    """The venv scripts/setup-tflite214.sh makes beside the main one."""
-    candidates = [os.environ.get("EDGE_AD_TFLITE214_VENV"), f"{sys.prefix.rstrip('/')}-tflite214",
-                  str(Path.home() / ".cache/edge-ad/venv-tflite214"), str(ROOT / ".venv-tflite214")]
-    for c in candidates:
-        if c and (Path(c) / "bin/python").exists():
-            return Path(c) / "bin/python"
-    return None
-
-
 def test_tflite_runtime_2_14_loads_the_int8_model_and_agrees_with_ai_edge_litert(models,
                                                                                  held_out,
                                                                                  tmp_path):

@@ -30,6 +30,7 @@ TOOLS = {
     "native": ["gcc"],
     "asan": ["clang"],
     "aarch64": ["aarch64-linux-gnu-gcc", "qemu-aarch64"],
+    "aarch64-a76": ["aarch64-linux-gnu-gcc", "qemu-aarch64"],
     "armhf": ["arm-linux-gnueabihf-gcc", "qemu-arm"],
 }
 
@@ -104,6 +105,8 @@ def _run_cases(kind: str, program: Path, work: Path) -> dict[str, dict[str, np.n
         assert "golden_driver: ok" in done.stdout
         results[name] = {p.stem: np.fromfile(p, "<f4") for p in case.glob("*.f32")
                          if p.name != "input.f32"}
+        # the streaming detector path's errors (ad_stream on a seeded int8 network)
+        results[name]["stream_err"] = np.fromfile(case / "stream_err.f64", "<f8")
     return results
 
 

@@ -257,8 +257,10 @@ def test_arm64_scores_and_decisions_equal_x86(board, x86, bundle_dir, recordings
 
 def test_edge_ad_score_on_a_pi4_gives_the_x86_decisions(arm64_python, arm64_edge, bundle_dir,
                                                          recordings, x86):
-    """The product command, ``edge-ad score BUNDLE FILE... --json``, on both machines."""
-    args = ["-m", "edge", "score", str(bundle_dir), *map(str, recordings), "--json"]
+    """The product command, ``edge-ad score BUNDLE FILE... --json``, on both machines, with
+    LiteRT (``--backend tflite``; the C backend, the default, is checked below)."""
+    args = ["-m", "edge", "score", str(bundle_dir), *map(str, recordings), "--json",
+            "--backend", "tflite"]
     on_arm = run_arm64("pi4", arm64_python, arm64_edge, args)
     assert on_arm.returncode == 0, on_arm.stderr[-3000:]
     on_x86 = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
@@ -273,3 +275,20 @@ def test_edge_ad_score_on_a_pi4_gives_the_x86_decisions(arm64_python, arm64_edge
         assert h["score"] == float(x86[f"score_{k}"])
         assert a["score"] == pytest.approx(h["score"], rel=SCORE_RTOL)
         assert a["anomaly"] == h["anomaly"], f"{a['path']}: {a['score']} on arm64, {h['score']} on x86"
+
+
+def test_edge_ad_score_with_the_c_backend_on_a_pi4_equals_x86_bit_for_bit(arm64_python, arm64_edge,
+                                                                          bundle_dir, recordings):
+    """The default backend (the bundle's int8 network on the C kernel, NEON on the Pi):
+    the same scores as x86's AVX kernels, bit for bit, and so the same decisions."""
+    args = ["-m", "edge", "score", str(bundle_dir), *map(str, recordings), "--json"]
+    on_arm = run_arm64("pi4", arm64_python, arm64_edge, args)
+    assert on_arm.returncode == 0, on_arm.stderr[-3000:]
+    on_x86 = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert on_x86.returncode == 0, on_x86.stderr[-3000:]
+    arm, here = json.loads(on_arm.stdout), json.loads(on_x86.stdout)
+    assert arm["model"] == here["model"] == "model_int8.adq8"
+    assert arm["backend"] == here["backend"] == "edge-ad C int8"
+    assert [(c["score"], c["anomaly"]) for c in arm["clips"]] == \
+        [(c["score"], c["anomaly"]) for c in here["clips"]]

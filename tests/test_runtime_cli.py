@@ -56,7 +56,10 @@ def test_run_on_a_file_writes_one_complete_json_line_per_step(bundle, plant, tmp
     assert not any(by_t[t]["alarm"] for t in (6.0, 10.0, 20.0, 36.0, 50.0))
     assert "stopped at the end of the source" in r.stderr.decode()
     # Independently: numpy reference features of the whole signal, the window that ends at
-    # each decision, the bundle's int8 model on it in one batch, SPEC 4's A(X).
+    # each decision, the bundle's int8 model on it in one batch (LiteRT), SPEC 4's A(X).
+    # The run used the C int8 network (the default), which equals LiteRT's reference
+    # kernels bit for bit; LiteRT's default XNNPACK kernels round about 1 int8 output in
+    # 40,000 one step the other way, up to ~2e-5 of a window's score.
     from edge import backends, reference
 
     audio = np.concatenate([plant["normal"], plant["anomalous"], plant["normal"]])
@@ -65,7 +68,7 @@ def test_run_on_a_file_writes_one_complete_json_line_per_step(bundle, plant, tmp
     for d in ds[::7]:
         end = 1 + (int(d["stream_seconds"] * 16000) - 1024) // 512 - 4  # vectors complete by then
         x = vecs[end - 153:end]
-        assert d["score"] == pytest.approx(clip_score(x, model.run(x)), rel=1e-5)
+        assert d["score"] == pytest.approx(clip_score(x, model.run(x)), rel=1e-4)
 
 
 def test_max_seconds_stops_there_and_says_so(bundle, plant):

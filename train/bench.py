@@ -30,7 +30,8 @@ from . import metrics
 Runner = Callable[[np.ndarray], np.ndarray]
 
 #: the variants in the order the table shows them; the first present is the reference
-VARIANTS = ("torch float", "onnx float", "onnx int8", "tflite float", "tflite int8")
+VARIANTS = ("torch float", "onnx float", "onnx int8", "tflite float", "tflite int8", "c int8")
+#: vectors of one decision call of ``edge-ad run`` (1 s of audio, 512-sample hops)
 
 
 # --------------------------------------------------------------------------- utilities
@@ -177,6 +178,26 @@ def bench_frontends(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, repeat: 
     return out
 
 
+def bench_c_stream(bundle: Any, x: np.ndarray, *, n_hops: int = 400) -> dict[str, Any]:
+    """One hop of samples through the whole C path (front end, context ring, int8 network,
+    error: ``CStream.push``, one C call), the cffi call included; per hop percentiles."""
+    from edge.backends.c import CBackend
+
+    spec = bundle.spec
+    stream = CBackend(bundle.model_path("c", "int8")).stream(spec)
+    n_hops = min(n_hops, len(x) // spec.hop_length)
+    pcm = np.clip(np.asarray(x[: n_hops * spec.hop_length]) * 32768, -32768, 32767).astype(np.int16)
+    hops = pcm.reshape(n_hops, spec.hop_length)
+    for h in hops[:8]:
+        stream.push(h)
+    t = np.empty(len(hops))
+    for i, h in enumerate(hops):
+        t0 = time.perf_counter()
+        stream.push(h)
+        t[i] = time.perf_counter() - t0
+    return {"hop": _pct(t)}
+
+
 # --------------------------------------------------------------------------- models
 @dataclasses.dataclass
 class Variant:
@@ -217,6 +238,11 @@ def load_variants(*, run: Any | None, bundle: Any | None) -> list[Variant]:
                 out.append(Variant(f"{backend} {precision}", b.run,
                                    bundle.threshold_for(Path(path).name).cutoff,
                                    str(path), Path(path).stat().st_size))
+        if bundle.has_c_model:
+            path = bundle.model_path("c", "int8")
+            b = backends.load(path)
+            out.append(Variant("c int8", b.run, bundle.threshold_for(path.name).cutoff,
+                               str(path), path.stat().st_size))
     out.sort(key=lambda v: VARIANTS.index(v.name))
     return out
 
@@ -279,11 +305,14 @@ def int8_speedups(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``{runtime: {"vector"|"decision"|"clip": float p50 / int8 p50}}`` (above 1: int8 is
     faster) for every runtime measured in both precisions."""
     out: dict[str, dict[str, float]] = {}
-    for runtime in ("onnx", "tflite"):
-        f, q = latency.get(f"{runtime} float"), latency.get(f"{runtime} int8")
+    # The C int8 network has no float of its own: LiteRT float and LiteRT int8 are its peers.
+    pairs = {"onnx": ("onnx float", "onnx int8"), "tflite": ("tflite float", "tflite int8"),
+             "c": ("tflite float", "c int8"), "c vs tflite int8": ("tflite int8", "c int8")}
+    for key, (ref, fast) in pairs.items():
+        f, q = latency.get(ref), latency.get(fast)
         if f and q:
-            out[runtime] = {k: f[k]["p50"] / q[k]["p50"] for k in ("vector", "decision", "clip")
-                            if k in f and k in q}
+            out[key] = {k: f[k]["p50"] / q[k]["p50"] for k in ("vector", "decision", "clip")
+                        if k in f and k in q}
     return out
 
 
@@ -317,7 +346,7 @@ def bench_edge_path(bundle_dir: str | Path, recording: str | Path, *, backend: s
             "peak_rss_mib": hwm_kib / 1024.0, "backend": f"{backend} {precision}"}
 
 
-def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tflite",
+def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str | None = None,
                      precision: str = "int8") -> dict[str, Any]:
     """Real-time factor of the stream loop alone (no process start-up): WAV blocks in,
     decisions out, through the same Detector ``edge-ad run`` uses."""
@@ -325,6 +354,7 @@ def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tfli
     from edge.capture import FileSource
     from edge.stream import Detector
 
+    backend = backend or bundle.default_backend(precision)
     path = bundle.model_path(backend=backend, precision=precision)
     det = Detector(backends.load(path, num_threads=1),
                    cutoff=bundle.threshold_for(Path(path).name).cutoff, spec=bundle.spec)
@@ -335,7 +365,8 @@ def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str = "tfli
     decisions = [d for b in blocks for d in det.push(b)]
     wall = time.perf_counter() - t0
     return {"audio_s": n / bundle.spec.sample_rate, "wall_s": wall,
-            "rtf": n / bundle.spec.sample_rate / wall, "decisions": len(decisions)}
+            "rtf": n / bundle.spec.sample_rate / wall, "decisions": len(decisions),
+            "backend": f"{backend} {precision}"}
 
 
 # --------------------------------------------------------------------------- report
@@ -374,11 +405,11 @@ def render(result: dict[str, Any]) -> str:
                 f"{_fmt_t(lt['decision']['p50']) if lt and 'decision' in lt else '-':>9} "
                 f"{_fmt_t(lt['clip']['p50']) if lt else '-':>9} {ratio:13.2f}x "
                 f"{(f'{size / 1024:.1f} KiB') if size else '-':>9}")
-        for runtime, r in int8_speedups(lat).items():
-            batch = lat[f"{runtime} int8"].get("decision", {}).get("batch", "?")
-            lines.append(f"  {runtime} int8 against {runtime} float: "
-                         + ", ".join(f"{k} {v:.2f}x" for k, v in r.items())
-                         + f" faster (decision: {batch} vectors)")
+        names = {"onnx": "onnx int8 against onnx float", "tflite": "tflite int8 against tflite float",
+                 "c": "c int8 against tflite float", "c vs tflite int8": "c int8 against tflite int8"}
+        for key, r in int8_speedups(lat).items():
+            lines.append(f"  {names[key]}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items())
+                         + " faster")
         ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
         if ids:
             lines.append("")
@@ -394,12 +425,19 @@ def render(result: dict[str, Any]) -> str:
             t = f["clip"]["p50"]
             lines.append(f"  {name:<8} {_fmt_t(t):>10}   C is {t / c:6.1f}x faster" if name != "c"
                          else f"  {name:<8} {_fmt_t(t):>10}   per hop {_fmt_t(f['hop']['p50'])} (p99 {_fmt_t(f['hop']['p99'])})")
-    for key, title in (("edge_stream", "edge stream loop (in process)"), ("edge_process", "edge-ad run process")):
+    cs = result.get("c_stream")
+    if cs:
+        lines.append(f"  c path   per hop {_fmt_t(cs['hop']['p50'])} (p99 {_fmt_t(cs['hop']['p99'])}): "
+                     "front end, int8 network and error in one C call")
+    for key, title in (("edge_stream", "edge stream loop (in process)"),
+                       ("edge_process", "edge-ad run process"),
+                       ("edge_process_tflite", "edge-ad run process")):
         e = result.get(key)
         if e:
             extra = f", peak RSS {e['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in e else ""
-            lines.append(f"{title}: {e['audio_s']:.0f} s of audio in {e['wall_s']:.2f} s = "
-                         f"{e['rtf']:.0f}x real time, {e['decisions']} decisions{extra}")
+            lines.append(f"{title} ({e.get('backend', '?')}): {e['audio_s']:.0f} s of audio in "
+                         f"{e['wall_s']:.2f} s = {e['rtf']:.0f}x real time, "
+                         f"{e['decisions']} decisions{extra}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,11 @@
  * It also checks, and exits 1 naming the failure: chunked push equals one push bit for bit,
  * ad_rfft_power equals ad_window_apply, ad_rfft_forward, ad_power_spectrum in turn,
  * ad_frontend_vectors_for predicts every push, a push into a too small buffer stops and
- * resumes without losing samples, reset restarts the stream, init refuses bad configs.
+ * resumes without losing samples, reset restarts the stream, init refuses bad configs;
+ * and the streaming detector path (ad_stream, with a small seeded int8 network 640 -> 16
+ * -> 640): its errors equal the front end's vectors through ad_dense_run_f32 bit for bit,
+ * in random chunks and into a one-error buffer, and it refuses a network of another width.
+ * Writes stream_err.f64 (those errors) too.
  */
 #include "edge_ad.h"
 
@@ -224,6 +228,87 @@ int main(int argc, char **argv)
     ad_rfft_power(&st->fft, cfg.window, frame, fused, work);
     CHECK(memcmp(power, fused, sizeof fused) == 0,
           "ad_rfft_power differs from window, rfft, power in turn");
+
+    /* the streaming detector path on a small seeded network */
+    {
+        static int8_t w1[16 * AD_VECTOR_SIZE], w2[AD_VECTOR_SIZE * 16];
+        static int32_t b1[16], m1[16], s1[16], b2[AD_VECTOR_SIZE], m2[AD_VECTOR_SIZE],
+            s2[AD_VECTOR_SIZE];
+        for (size_t i = 0; i < sizeof w1; i++) {
+            w1[i] = (int8_t)((int32_t)(rng() % 255) - 127);
+            w2[i] = (int8_t)((int32_t)(rng() % 255) - 127);
+        }
+        for (int o = 0; o < AD_VECTOR_SIZE; o++) {
+            if (o < 16) {
+                b1[o] = (int32_t)(rng() % 20001) - 10000;
+                m1[o] = (int32_t)((1u << 30) + rng() % (1u << 30));
+                s1[o] = -(int32_t)(8 + rng() % 4);
+            }
+            b2[o] = (int32_t)(rng() % 2001) - 1000;
+            m2[o] = (int32_t)((1u << 30) + rng() % (1u << 30));
+            s2[o] = -(int32_t)(6 + rng() % 4);
+        }
+        ad_dense_layer_config layers[2] = {
+            {AD_VECTOR_SIZE, 16, w1, b1, m1, s1, 5, -128, 1},
+            {16, AD_VECTOR_SIZE, w2, b2, m2, s2, -128, 3, 0}};
+        ad_dense_config dcfg = {2, layers, 1, 0.03f, 0.02f};
+        const size_t bytes = ad_dense_mem_bytes(&dcfg);
+        void *mem = malloc(bytes);
+        ad_dense *net = malloc(sizeof *net);
+        CHECK(ad_dense_init(net, &dcfg, AD_DENSE_AUTO, mem, bytes) == AD_OK, "dense init");
+        double *want = malloc((k_one + 1) * sizeof(double));
+        double *got = malloc((k_one + 1) * sizeof(double));
+        /* chunked holds the float stream's vectors (one now holds the int16 ones) */
+        CHECK(ad_dense_run_f32(net, chunked, k_one, NULL, NULL, want) == AD_OK, "dense run");
+        ad_stream *stream = malloc(sizeof *stream);
+        CHECK(ad_stream_init(stream, &cfg, net) == AD_OK, "stream init");
+        /* one push; then random chunks; then a one-error buffer */
+        for (int mode = 0; mode < 3; mode++) {
+            ad_stream_reset(stream);
+            size_t at = 0, n_got = 0;
+            while (at < n) {
+                size_t chunk = mode == 1 ? 1 + rng() % 3000 : n - at;
+                chunk = chunk < n - at ? chunk : n - at;
+                const size_t room = mode == 2 ? 1 : k_one + 1 - n_got;
+                size_t took = 0, wrote = 0;
+                CHECK(ad_stream_push_f32(stream, x + at, chunk, got + n_got, room, &took,
+                                         &wrote) == AD_OK, "stream push");
+                at += took;
+                n_got += wrote;
+                if (took == 0 && wrote == 0)
+                    break;
+            }
+            CHECK(at == n && n_got == k_one &&
+                      memcmp(got, want, k_one * sizeof(double)) == 0,
+                  "stream mode %d: %zu of %zu samples, %zu of %zu errors, or other bits", mode,
+                  at, n, n_got, k_one);
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/stream_err.f64", argv[3]);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(want, sizeof(double), k_one, f) != k_one) {
+            fprintf(stderr, "golden_driver: cannot write %s\n", path);
+            return 2;
+        }
+        fclose(f);
+        layers[1].n_out = 16; /* a network that does not map 640 to 640 */
+        ad_dense *narrow = malloc(sizeof *narrow);
+        void *narrow_mem = malloc(ad_dense_mem_bytes(&dcfg));
+        CHECK(ad_dense_init(narrow, &dcfg, AD_DENSE_SCALAR, narrow_mem,
+                            ad_dense_mem_bytes(&dcfg)) == AD_OK, "narrow init");
+        CHECK(ad_stream_init(stream, &cfg, narrow) == AD_ERR_DENSE_SHAPE,
+              "a 640 -> 16 network was accepted by the stream");
+        size_t took = 1, wrote = 1;
+        CHECK(ad_stream_push_f32(stream, x, n, got, 1, &took, &wrote) == AD_ERR_STATE,
+              "a refused stream was pushed");
+        free(narrow_mem);
+        free(narrow);
+        free(stream);
+        free(got);
+        free(want);
+        free(net);
+        free(mem);
+    }
 
     /* init refuses bad configurations (and leaves a state every call refuses) */
     ad_frontend *bad = malloc(sizeof *bad);

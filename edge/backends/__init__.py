@@ -1,7 +1,8 @@
 """Model runtimes behind one two-method seam: ``load(path)`` and ``Backend.run(x)``.
 
 ``load`` picks the runtime by the file's suffix (``.tflite``: ai-edge-litert, falling back
-to tflite-runtime; ``.onnx``: onnxruntime). Each runtime is imported only when a model of
+to tflite-runtime; ``.onnx``: onnxruntime; ``.adq8``: edge-ad's own C int8 kernel, numpy
+and cffi only). Each runtime is imported only when a model of
 its kind is loaded, so a board with one runtime never needs the other.
 
 ``Backend.run(x: (n, d) float32) -> (n, d) float32`` always speaks float: an int8 model's
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import BackendError
 
-SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
+SUFFIXES = {".tflite": "tflite", ".onnx": "onnx", ".adq8": "c"}
 
 
 @runtime_checkable
@@ -34,7 +35,7 @@ class Backend(Protocol):
 
 
 def load(path: str | Path, *, num_threads: int = 1) -> Backend:
-    """Load a ``.tflite`` or ``.onnx`` model with the runtime for its suffix.
+    """Load a ``.tflite``, ``.onnx`` or ``.adq8`` model with the runtime for its suffix.
 
     Args:
         path: the model file.
@@ -54,6 +55,9 @@ def load(path: str | Path, *, num_threads: int = 1) -> Backend:
         raise BackendError(f"num_threads={num_threads}: expected at least 1")
     if not path.is_file():
         raise BackendError(f"{path}: model file not found")
+    if kind == "c":
+        from .c import CBackend
+        return CBackend(path)
     if kind == "tflite":
         from .tflite import TFLiteBackend
         return TFLiteBackend(path, num_threads=num_threads)

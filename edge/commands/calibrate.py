@@ -38,9 +38,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--window", default="10s", help="clip length scored (default 10s, as training)")
     p.add_argument("--free-loc", action="store_true",
                    help="fit the gamma location too (DCASE baselines) instead of fixing it at 0")
-    p.add_argument("--backend", choices=("tflite", "onnx"),
-                   help="calibrate only this runtime's model files (default: every model file "
-                        "whose runtime is installed)")
+    p.add_argument("--backend", choices=("c", "tflite", "onnx"),
+                   help="calibrate only this runtime's model files; c scores with the C int8 "
+                        "network and refits the cutoff it shares with model_int8.tflite "
+                        "(default: every model file whose runtime is installed, the int8 "
+                        "TFLite one through the C kernel where the bundle has it)")
     p.add_argument("--precision", choices=("int8", "float"), help="only this precision (default: both)")
     p.add_argument("--threads", type=threads_arg, default=1,
                    help="model runtime threads, 1 to the cores present (default 1)")
@@ -54,19 +56,26 @@ def add_parser(subparsers: Any) -> None:
 
 def _models(bundle: Any, args: argparse.Namespace) -> dict[str, Any]:
     from ..backends import load
-    from ..bundle import MODEL_FILES
+    from ..bundle import C_INT8_FILE, C_SOURCE_FILE, MODEL_FILES
     from ..errors import BackendError, EdgeAdError
 
+    if args.backend == "c":
+        bundle.model_path("c", args.precision or "int8")   # a clear error where it has none
+    # The C network computes model_int8.tflite's integers and shares its cutoff: scoring
+    # with it refits that cutoff, with no model runtime installed.
+    use_c = args.precision in (None, "int8") and (
+        args.backend == "c" or (args.backend is None and bundle.default_backend("int8") == "c"))
     wanted = [name for (backend, precision), name in MODEL_FILES.items()
-              if name in bundle.models and args.backend in (None, backend)
-              and args.precision in (None, precision)]
+              if name in bundle.models and args.precision in (None, precision)
+              and (args.backend in (None, backend) or (use_c and name == C_SOURCE_FILE))]
     if not wanted:
         raise EdgeAdError(f"{bundle.path}: no model file for --backend {args.backend} "
                           f"--precision {args.precision} (it holds {bundle.models})")
     models = {}
     for name in wanted:
         try:
-            models[name] = load(bundle.path / name, num_threads=args.threads)
+            path = bundle.path / (C_INT8_FILE if use_c and name == C_SOURCE_FILE else name)
+            models[name] = load(path, num_threads=args.threads)
         except BackendError as e:
             if args.backend is not None:
                 raise

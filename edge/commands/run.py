@@ -33,8 +33,10 @@ from ..options import threads_arg  # noqa: E402  (re-exported for the other comm
 
 
 def add_common_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("tflite", "onnx"), default="tflite",
-                   help="model runtime (default: tflite)")
+    p.add_argument("--backend", choices=("c", "tflite", "onnx"),
+                   help="model runtime: c (edge-ad's C int8 kernel, no ML runtime needed), "
+                        "tflite or onnx (default: c for int8 where the bundle has the C "
+                        "network, else tflite)")
     p.add_argument("--precision", choices=("int8", "float"), default="int8",
                    help="which model file of the bundle (default: int8)")
     p.add_argument("--threads", type=threads_arg, default=1,
@@ -101,6 +103,7 @@ def open_bundle(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from ..bundle import load_bundle
 
     bundle = load_bundle(args.model)
+    args.backend = args.backend or bundle.default_backend(args.precision)
     model_path = bundle.model_path(backend=args.backend, precision=args.precision)
     threshold = bundle.threshold_for(model_path.name)
     backend = backends.load(model_path, num_threads=args.threads)

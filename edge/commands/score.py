@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import EXIT_BAD_INPUT, EdgeAdError
 
     bundle = load_bundle(args.bundle)
+    args.backend = args.backend or bundle.default_backend(args.precision)
     backend, threshold = bundle.load_backend(args.backend, args.precision, num_threads=args.threads)
     model = bundle.model_path(args.backend, args.precision).name
     clips: list[dict[str, Any]] = []

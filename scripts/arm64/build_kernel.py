@@ -1,5 +1,6 @@
-"""Cross-build the C front end (edge._frontend) for aarch64 and lay out an importable copy of
-the ``edge`` package around it, for the Pi-class end-to-end test.
+"""Cross-build the C kernel (edge._frontend) for aarch64 (or, with ``--cc
+arm-linux-gnueabihf-gcc``, armhf) and lay out an importable copy of the ``edge`` package
+around it, for the Pi-class end-to-end tests.
 
     python scripts/arm64/build_kernel.py --root ~/.cache/edge-ad/arm64/root --out DIR
 
@@ -54,14 +55,15 @@ def _repo_path(p: str) -> str:
 def target_config(root: Path) -> dict[str, str]:
     """The target interpreter's own build variables (CC, CFLAGS, CCSHARED, LDSHARED,
     EXT_SUFFIX): what setuptools would use if ``pip install .`` ran on the board itself."""
-    path = root / "usr/lib/python3.11/_sysconfigdata__linux_aarch64-linux-gnu.py"
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found (run scripts/setup-arm64.sh)")
-    return runpy.run_path(str(path))["build_time_vars"]
+    found = sorted((root / "usr/lib/python3.11").glob("_sysconfigdata__linux_*.py"))
+    if len(found) != 1:
+        raise SystemExit(f"{root}/usr/lib/python3.11: expected one _sysconfigdata__linux_*.py, "
+                         f"found {len(found)} (run scripts/setup-arm64.sh or setup-armhf.sh)")
+    return runpy.run_path(str(found[0]))["build_time_vars"]
 
 
 def compile_commands(ffi, c_file: Path, out: Path, *, obj_dir: Path, root: Path, cc: str,
-                     cpu: str) -> list[list[str]]:
+                     cpu: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
     """Compile each source to an object, then link, with the flags distutils would use on
     the board (target sysconfig + the ffi's own options) plus ``-mcpu``."""
     _, _, _, kwds = ffi._assigned_source  # cffi keeps set_source's keywords here
@@ -77,6 +79,7 @@ def compile_commands(ffi, c_file: Path, out: Path, *, obj_dir: Path, root: Path,
     cflags += [f"-U{m}" for m in kwds.get("undef_macros", [])]
     cflags += [a for a in kwds.get("extra_compile_args", []) if not a.startswith(_HOST_ONLY)]
     cflags.append(f"-mcpu={cpu}")
+    cflags += list(extra)
     sources = [str(c_file)] + [_repo_path(s) for s in kwds.get("sources", [])]
     objects = [str(obj_dir / f"{i:02d}-{Path(s).stem}.o") for i, s in enumerate(sources)]
     commands = [[cc, *cflags, "-c", src, "-o", obj] for src, obj in zip(sources, objects)]
@@ -88,7 +91,8 @@ def compile_commands(ffi, c_file: Path, out: Path, *, obj_dir: Path, root: Path,
     return commands
 
 
-def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str) -> Path:
+def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str,
+          extra: tuple[str, ...] = ()) -> Path:
     """Build into ``out/edge``; returns the path of the aarch64 extension."""
     ffi = load_ffi(build_script)
     module_name = ffi._assigned_source[0]
@@ -106,7 +110,8 @@ def build(*, root: Path, out: Path, build_script: Path, cc: str, cpu: str) -> Pa
     with contextlib.redirect_stdout(sys.stderr):  # cffi reports "generating ..." on stdout
         ffi.emit_c_code(str(c_file))
     target = pkg / f"{leaf}{target_config(root)['EXT_SUFFIX']}"
-    commands = compile_commands(ffi, c_file, target, obj_dir=gen, root=root, cc=cc, cpu=cpu)
+    commands = compile_commands(ffi, c_file, target, obj_dir=gen, root=root, cc=cc, cpu=cpu,
+                                extra=extra)
     (gen / "commands.txt").write_text("".join(" ".join(c) + "\n" for c in commands))
     for cmd in commands:
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -122,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-script", type=Path, default=REPO / "csrc" / "build_frontend.py")
     parser.add_argument("--cc", default="aarch64-linux-gnu-gcc")
     parser.add_argument("--cpu", default="cortex-a72", help="-mcpu (default: cortex-a72, Raspberry Pi 4)")
+    parser.add_argument("--cflag", action="append", default=[],
+                        help="one more compiler flag, repeatable (e.g. -mfpu=neon-vfpv4 for an "
+                             "armhf build with NEON; default: none)")
     args = parser.parse_args(argv)
     if not (args.root / "usr/include/python3.11/Python.h").is_file():
         raise SystemExit(f"{args.root}: no usr/include/python3.11/Python.h (run scripts/setup-arm64.sh)")
     if not args.build_script.is_file():
         raise SystemExit(f"{args.build_script}: not found (the C kernel's cffi build script)")
     print(build(root=args.root.resolve(), out=args.out.resolve(), build_script=args.build_script.resolve(),
-                cc=args.cc, cpu=args.cpu))
+                cc=args.cc, cpu=args.cpu, extra=tuple(args.cflag)))
     return 0
 
 

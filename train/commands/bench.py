@@ -114,13 +114,20 @@ def run(args: argparse.Namespace) -> int:
     log.info("front end: C, numpy, librosa")
     result["frontend"] = bench.bench_frontends(audio.load(clips[0].path, spec=spec), spec=spec,
                                                repeat=8 if args.quick else 30)
+    if bundle_obj is not None and bundle_obj.has_c_model:
+        result["c_stream"] = bench.bench_c_stream(bundle_obj, audio.load(clips[0].path, spec=spec))
     if bundle_obj is not None:
         with tempfile.TemporaryDirectory() as tmp:
             rec = Path(args.recording) if args.recording else _recording(
                 clips, Path(tmp) / "edge.wav", seconds=120 if args.quick else 600, spec=spec)
             log.info("edge path on %s", rec)
-            result["edge_stream"] = bench.time_edge_stream(bundle_obj, rec)
-            result["edge_process"] = bench.bench_edge_path(bundle_dir, rec)
+            # the bundle's default runtime (the C int8 network where it has one), and LiteRT
+            # int8 beside it in the same run
+            default = bundle_obj.default_backend("int8")
+            result["edge_stream"] = bench.time_edge_stream(bundle_obj, rec, backend=default)
+            result["edge_process"] = bench.bench_edge_path(bundle_dir, rec, backend=default)
+            if default != "tflite":
+                result["edge_process_tflite"] = bench.bench_edge_path(bundle_dir, rec)
     text = json.dumps(result, indent=2, default=float)
     if args.out:
         # Whole or not at all: an earlier result file is replaced only by a complete one.

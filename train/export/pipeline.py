@@ -298,9 +298,12 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         "threshold_fit": {"p": p, "fit": run.threshold.fit,
                           "on": f"each model's own scores of the run's {fit_on} normal clips"},
     }
+    from .dense import bundle_files as c_network_files   # the C kernel's copy of int8 TFLite
+
     written = bundle_mod.write_bundle(out, models={n: model_bytes[n] for n in shipped},
                                       spec=run.spec, thresholds={n: thresholds[n] for n in shipped},
-                                      info=info)
+                                      info=info, extra_files=c_network_files(
+                                          {n: model_bytes[n] for n in shipped}))
     summary["bundle"] = str(written.path)
     for n in shipped:
         summary["models"][n]["sha256"] = written.manifest["files"][n]["sha256"]

@@ -1,0 +1,249 @@
+/* ad_dense_x86.c: the x86-64 layer kernels, compiled for their instruction sets by
+ * function attributes and chosen at run time (ad_dense_kernels checks the CPU), so one
+ * build runs on any x86-64.
+ *
+ *   AVX2:         inputs widened to int16; per pair of inputs one vpmaddwd of the
+ *                 broadcast pair against 8 outputs' weights (16 multiply-adds), int32 sums.
+ *   AVX-512 VNNI: inputs as u8 (x + 128, the bias absorbs the 128); per 4 inputs one
+ *                 vpdpbusd of the broadcast quad against 16 outputs' weights (64
+ *                 multiply-adds), int32 sums with no intermediate saturation.
+ * Both keep up to AD_DENSE_BATCH vectors' sums in registers, so each weight load serves
+ * them all, and requantise 8 channels at a time with the scalar definition's arithmetic
+ * (ad_dense_kernels.h): the results are the scalar kernel's, bit for bit. */
+#include "ad_dense_kernels.h"
+
+#ifdef AD_DENSE_HAVE_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AD_AVX2 __attribute__((target("avx2")))
+#define AD_VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vnni")))
+#define AD_INLINE static inline __attribute__((always_inline))
+
+/* 8 channels: MultiplyByQuantizedMultiplier (either form), + zero point, clamp; int32
+ * lanes out. 64-bit products of the even and the odd lanes; double rounding takes
+ * SaturatingRoundingDoublingHighMul as floor((x m + 2^30) / 2^31), bits 31..62 of each
+ * product moved into its 32-bit lane. */
+AD_INLINE AD_AVX2 __m256i requant8(__m256i acc, const ad_dense_layer *layer, size_t o)
+{
+    const __m256i mult = _mm256_loadu_si256((const __m256i *)(layer->multiplier + o));
+    const __m256i right = _mm256_loadu_si256((const __m256i *)(layer->right_shift + o));
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i y;
+    if (layer->single_rounding) {
+        /* (x m + 2^(t-1)) >> t, t = right in 1..62, in 64 bits. AVX2 has no 64-bit
+         * arithmetic shift: 2^62 added first makes the sum non-negative (|x m| < 2^62),
+         * so a logical shift works, and it adds exactly 2^(62-t), taken off in 32 bits
+         * (a 32-bit shift by 32 or more gives 0, as needed). */
+        const __m256i t_even = _mm256_and_si256(right, _mm256_set1_epi64x(0xffffffff));
+        const __m256i t_odd = _mm256_srli_epi64(right, 32);
+        const __m256i one64 = _mm256_set1_epi64x(1), top = _mm256_set1_epi64x(INT64_C(1) << 62);
+        const __m256i round_even = _mm256_add_epi64(
+            _mm256_sllv_epi64(one64, _mm256_sub_epi64(t_even, one64)), top);
+        const __m256i round_odd = _mm256_add_epi64(
+            _mm256_sllv_epi64(one64, _mm256_sub_epi64(t_odd, one64)), top);
+        const __m256i even = _mm256_srlv_epi64(
+            _mm256_add_epi64(_mm256_mul_epi32(acc, mult), round_even), t_even);
+        const __m256i odd = _mm256_srlv_epi64(
+            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32),
+                                              _mm256_srli_epi64(mult, 32)), round_odd), t_odd);
+        y = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+        y = _mm256_sub_epi32(y, _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(62),
+                                                                         right)));
+    } else {
+        const __m256i left = _mm256_loadu_si256((const __m256i *)(layer->left_shift + o));
+        const __m256i x = _mm256_sllv_epi32(acc, left);
+        const __m256i nudge = _mm256_set1_epi64x(INT64_C(1) << 30);
+        const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+        const __m256i odd = _mm256_add_epi64(
+            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), nudge);
+        const __m256i high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31),
+                                                _mm256_slli_epi64(odd, 1), 0xAA);
+        /* RoundingDivideByPOT: arithmetic shift, + 1 where the remainder passes the
+         * threshold */
+        const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+        const __m256i remainder = _mm256_and_si256(high, mask);
+        const __m256i negative = _mm256_cmpgt_epi32(_mm256_setzero_si256(), high); /* -1 */
+        const __m256i threshold = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), negative);
+        y = _mm256_srav_epi32(high, right);
+        y = _mm256_sub_epi32(y, _mm256_cmpgt_epi32(remainder, threshold));
+    }
+    y = _mm256_add_epi32(y, _mm256_set1_epi32(layer->output_zero_point));
+    y = _mm256_min_epi32(y, _mm256_set1_epi32(127));
+    return _mm256_max_epi32(y, _mm256_set1_epi32(layer->act_min));
+}
+
+/* 8 int32 lanes already in -128..127 to 8 int8 */
+AD_INLINE AD_AVX2 void store8(int8_t *dst, __m256i y)
+{
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+    _mm_storel_epi64((__m128i *)dst, _mm_packs_epi16(w, w));
+}
+
+/* ---- AVX2 ----------------------------------------------------------------------------- */
+
+AD_INLINE AD_AVX2 void avx2_body(const ad_dense_layer *layer, const int16_t *x, int8_t *out,
+                                 const int nv, size_t stride)
+{
+    const size_t k_pad = (size_t)layer->k_pad, n_pad = (size_t)layer->n_pad;
+    const int16_t *w = (const int16_t *)layer->weights;
+    for (size_t o = 0; o < n_pad; o += 8) {
+        const int16_t *wb = w + o * k_pad;
+        __m256i acc[AD_DENSE_BATCH];
+        for (int b = 0; b < nv; b++)
+            acc[b] = _mm256_setzero_si256();
+        for (size_t k = 0; k < k_pad; k += 2) {
+            const __m256i wk = _mm256_load_si256((const __m256i *)(wb + k * 8));
+            for (int b = 0; b < nv; b++) {
+                int32_t pair;
+                memcpy(&pair, x + (size_t)b * k_pad + k, sizeof pair);
+                acc[b] = _mm256_add_epi32(acc[b],
+                                          _mm256_madd_epi16(_mm256_set1_epi32(pair), wk));
+            }
+        }
+        const __m256i bias = _mm256_loadu_si256((const __m256i *)(layer->bias + o));
+        for (int b = 0; b < nv; b++)
+            store8(out + (size_t)b * stride + o,
+                   requant8(_mm256_add_epi32(acc[b], bias), layer, o));
+    }
+}
+
+AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
+                                 size_t n_vectors, size_t stride, void *scratch)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    int16_t *x = (int16_t *)scratch;
+    for (size_t b = 0; b < n_vectors; b++)
+        for (size_t k = 0; k < k_pad; k++)
+            x[b * k_pad + k] = in[b * stride + k];
+    /* a constant vector count lets the compiler keep every sum in a register */
+    switch (n_vectors) {
+    case 1: avx2_body(layer, x, out, 1, stride); break;
+    case 2: avx2_body(layer, x, out, 2, stride); break;
+    case 3: avx2_body(layer, x, out, 3, stride); break;
+    case 4: avx2_body(layer, x, out, 4, stride); break;
+    case 5: avx2_body(layer, x, out, 5, stride); break;
+    case 6: avx2_body(layer, x, out, 6, stride); break;
+    case 7: avx2_body(layer, x, out, 7, stride); break;
+    default: avx2_body(layer, x, out, 8, stride); break;
+    }
+}
+
+/* ---- AVX-512 VNNI --------------------------------------------------------------------- */
+
+/* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t with AVX-512's
+ * 64-bit arithmetic shift, + zero point, clamp, saturating narrow (values are in range). */
+AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const ad_dense_layer *layer,
+                                        size_t o)
+{
+    const __m512i mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
+    const __m512i t = _mm512_loadu_si512((const void *)(layer->right_shift + o));
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i t_even = _mm512_and_si512(t, _mm512_set1_epi64(0xffffffff));
+    const __m512i t_odd = _mm512_srli_epi64(t, 32);
+    __m512i even = _mm512_mul_epi32(acc, mult);
+    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
+    even = _mm512_srav_epi64(
+        _mm512_add_epi64(even, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_even, one))), t_even);
+    odd = _mm512_srav_epi64(
+        _mm512_add_epi64(odd, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_odd, one))), t_odd);
+    __m512i y = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    y = _mm512_add_epi32(y, _mm512_set1_epi32(layer->output_zero_point));
+    y = _mm512_min_epi32(y, _mm512_set1_epi32(127));
+    y = _mm512_max_epi32(y, _mm512_set1_epi32(layer->act_min));
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
+}
+
+/* acc + u8 x s8 dot products of 4: vpdpbusd written in place. GCC 12 compiles the
+ * intrinsic with a register copy in and out of a scratch register around each one (the
+ * loop then spends more on moves than on products); the asm ties the accumulator. */
+AD_INLINE AD_VNNI __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8)
+{
+    __asm__("vpdpbusd %[s8], %[u8], %[acc]" : [acc] "+v"(acc) : [u8] "v"(u8), [s8] "v"(s8));
+    return acc;
+}
+
+/* A tile of nb blocks of 16 output channels for nv vectors: each weight load serves nv
+ * vectors and each input broadcast nb blocks (nb x nv independent sums in registers, at
+ * least 4 for a full tile, so vpdpbusd's latency is hidden). */
+AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
+                                 size_t stride, size_t o, const int nv, const int nb)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
+    /* one or two vectors: each sum split over 2 accumulators (even and odd quads), so a
+     * single vector still keeps 8 chains in flight */
+    const int ks = nv <= 2 ? 2 : 1;
+    __m512i acc[2][4][4];
+    for (int h = 0; h < ks; h++)
+        for (int j = 0; j < nb; j++)
+            for (int b = 0; b < nv; b++)
+                acc[h][j][b] = _mm512_setzero_si512();
+    for (size_t k = 0; k < k_pad; k += 4 * (size_t)ks) {
+        for (int h = 0; h < ks; h++) {
+            const size_t kh = k + 4 * (size_t)h;
+            __m512i wk[4];
+            for (int j = 0; j < nb; j++)
+                wk[j] = _mm512_load_si512((const void *)(w + (size_t)j * k_pad * 16 + kh * 16));
+            for (int b = 0; b < nv; b++) {
+                int32_t quad;
+                memcpy(&quad, x + (size_t)b * k_pad + kh, sizeof quad);
+                const __m512i xb = _mm512_set1_epi32(quad);
+                for (int j = 0; j < nb; j++)
+                    acc[h][j][b] = dpbusd(acc[h][j][b], xb, wk[j]);
+            }
+        }
+    }
+    for (int j = 0; j < nb; j++) {
+        const size_t oj = o + 16 * (size_t)j;
+        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
+        for (int b = 0; b < nv; b++) {
+            __m512i sum = _mm512_add_epi32(acc[0][j][b], bias);
+            if (ks == 2)
+                sum = _mm512_add_epi32(sum, acc[1][j][b]);
+            int8_t *dst = out + (size_t)b * stride + oj;
+            if (layer->single_rounding) {
+                requant16_single(dst, sum, layer, oj);
+            } else {
+                store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
+                store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
+            }
+        }
+    }
+}
+
+/* Up to 4 vectors: tiles of 4 blocks (64 channels), then single blocks. */
+AD_INLINE AD_VNNI void vnni_vectors(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
+                                    size_t stride, const int nv)
+{
+    const size_t n_pad = (size_t)layer->n_pad;
+    size_t o = 0;
+    for (; o + 64 <= n_pad; o += 64)
+        vnni_tile(layer, x, out, stride, o, nv, 4);
+    for (; o < n_pad; o += 16)
+        vnni_tile(layer, x, out, stride, o, nv, 1);
+}
+
+AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
+                                 size_t n_vectors, size_t stride, void *scratch)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    uint8_t *x = (uint8_t *)scratch;
+    for (size_t b = 0; b < n_vectors; b++)
+        for (size_t k = 0; k < k_pad; k++)
+            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
+    /* groups of 4 vectors; a constant count lets the compiler keep every sum in a register */
+    for (size_t b = 0; b < n_vectors; b += 4) {
+        const uint8_t *xb = x + b * k_pad;
+        int8_t *ob = out + b * stride;
+        switch (n_vectors - b) {
+        case 1: vnni_vectors(layer, xb, ob, stride, 1); break;
+        case 2: vnni_vectors(layer, xb, ob, stride, 2); break;
+        case 3: vnni_vectors(layer, xb, ob, stride, 3); break;
+        default: vnni_vectors(layer, xb, ob, stride, 4); break;
+        }
+    }
+}
+
+#endif /* AD_DENSE_HAVE_X86 */

@@ -1,0 +1,190 @@
+"""C backend: the bundle's int8 network (``model_int8.adq8``) on edge-ad's own C kernel.
+
+Needs numpy and the cffi-built ``edge._frontend`` only: no LiteRT, tflite-runtime,
+onnxruntime, torch or scipy. It computes the int8 TFLite model's integers exactly
+(TFLite's reference FULLY_CONNECTED arithmetic; tests compare with LiteRT's reference
+kernels), quantises and dequantises as TFLite's QUANTIZE and DEQUANTIZE do, and gives the
+squared error of each vector against its float input (SPEC 4) without a Python pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import dense
+from ..errors import BackendError, EdgeAdError
+from . import check_input
+
+KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon")
+
+
+def _lib() -> tuple[Any, Any]:
+    from ..features import _kernel   # the one compiled module: front end and network
+
+    return _kernel()
+
+
+def kernel_built() -> bool:
+    """Whether the compiled module has the int8 network (a build older than it has not)."""
+    try:
+        return hasattr(_lib()[1], "ad_dense_init")
+    except EdgeAdError:
+        return False
+
+
+def available_kernels() -> list[str]:
+    """Kernel names this build has and this CPU runs, e.g. ``["scalar", "avx2"]``."""
+    ffi, lib = _lib()
+    mask = lib.ad_dense_kernels()
+    return [ffi.string(lib.ad_dense_kernel_name(k)).decode()
+            for k in range(1, lib.AD_DENSE_N_KERNELS) if mask & (1 << k)]
+
+
+def new_network(net: dense.DenseNet, *, kernel: str = "auto", source: str = "network") -> tuple[Any, Any]:
+    """An initialised ``ad_dense`` and the memory it lives in: ``(state, memory)``; keep
+    both alive together. BackendError naming ``source`` when the C init refuses."""
+    ffi, lib = _lib()
+    if kernel not in KERNELS:
+        raise BackendError(f"kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
+    keep = []   # the arrays must outlive init (it copies them)
+    layers = ffi.new("ad_dense_layer_config[]", len(net.layers))
+    for c, l in zip(layers, net.layers):
+        arrays = {"weights": ("int8_t[]", np.ascontiguousarray(l.weights, np.int8)),
+                  "bias": ("int32_t[]", np.ascontiguousarray(l.bias, np.int32)),
+                  "multiplier": ("int32_t[]", np.ascontiguousarray(l.multiplier, np.int32)),
+                  "shift": ("int32_t[]", np.ascontiguousarray(l.shift, np.int32))}
+        for field, (ctype, a) in arrays.items():
+            keep.append(a)
+            setattr(c, field, ffi.from_buffer(ctype, a))
+        c.n_in, c.n_out = l.n_in, l.n_out
+        c.input_zero_point, c.output_zero_point = l.input_zero_point, l.output_zero_point
+        c.relu = int(l.relu)
+    cfg = ffi.new("ad_dense_config *", {"n_layers": len(net.layers), "layers": layers,
+                                        "single_rounding": int(net.single_rounding),
+                                        "input_scale": net.input_scale,
+                                        "output_scale": net.output_scale})
+    size = lib.ad_dense_mem_bytes(cfg)
+    state = ffi.new("ad_dense *")
+    memory = ffi.new("char[]", max(size, 1))
+    kernel_id = 0 if kernel == "auto" else KERNELS.index(kernel)
+    status = lib.ad_dense_init(state, cfg, kernel_id, memory, size)
+    if status != lib.AD_OK:
+        message = ffi.string(lib.ad_status_message(status)).decode()
+        if status == lib.AD_ERR_KERNEL:
+            message += f" ({kernel!r}; this machine has {', '.join(available_kernels())})"
+        raise BackendError(f"{source}: the C int8 kernel refuses it: {message}")
+    return state, memory
+
+
+class CBackend:
+    """An ``.adq8`` int8 network; ``run(x: (n, d) float32) -> (n, d) float32`` (dequantised),
+    ``errors(x) -> (n,) float64`` squared errors, ``run_int8(q) -> q``."""
+
+    name = "edge-ad C int8"
+    precision = "int8"
+
+    def __init__(self, path: str | Path, *, kernel: str = "auto", num_threads: int = 1):
+        self.path = Path(path)
+        self.net = dense.read(self.path)
+        self._ffi, self._lib = _lib()
+        self._state, self._memory = new_network(self.net, kernel=kernel, source=str(self.path))
+        self.kernel = self._ffi.string(self._lib.ad_dense_kernel_name(self._state.kernel)).decode()
+        self.width = self.net.n_in
+        self.n_out = self.net.n_out
+
+    def _call(self, x: np.ndarray, *, recon: bool, errors: bool, q: bool) -> tuple:
+        ffi, lib = self._ffi, self._lib
+        x = check_input(x, self.width, self.path)
+        n = len(x)
+        out = {"q": np.empty((n, self.n_out), np.int8) if q else None,
+               "recon": np.empty((n, self.n_out), np.float32) if recon else None,
+               "errors": np.empty(n, np.float64) if errors else None}
+        ptr = {"q": "int8_t[]", "recon": "float[]", "errors": "double[]"}
+        args = [ffi.NULL if a is None or n == 0 else ffi.from_buffer(ptr[k], a)
+                for k, a in out.items()]
+        status = lib.ad_dense_run_f32(self._state, ffi.from_buffer("float[]", x), n, *args)
+        if status != lib.AD_OK:
+            raise BackendError(f"{self.path.name}: C int8 kernel: "
+                               f"{ffi.string(lib.ad_status_message(status)).decode()}")
+        return out["q"], out["recon"], out["errors"]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Reconstruct vectors: ``(n, d) float32 -> (n, d) float32`` (dequantised)."""
+        return self._call(x, recon=True, errors=False, q=False)[1]
+
+    def errors(self, x: np.ndarray) -> np.ndarray:
+        """``||recon_i - x_i||^2`` of each vector, ``(n, d) float32 -> (n,) float64``."""
+        return self._call(x, recon=False, errors=True, q=False)[2]
+
+    def run_quantized(self, x: np.ndarray) -> np.ndarray:
+        """The network's int8 outputs for float inputs: ``(n, d) float32 -> (n, d) int8``."""
+        return self._call(x, recon=False, errors=False, q=True)[0]
+
+    def stream(self, spec) -> "CStream":
+        """The whole streaming path in C for ``spec``'s front end: see :class:`CStream`."""
+        return CStream(self, spec)
+
+    def run_int8(self, q: np.ndarray) -> np.ndarray:
+        """int8 in, int8 out: ``(n, n_in) int8 -> (n, n_out) int8``."""
+        ffi, lib = self._ffi, self._lib
+        q = np.asarray(q)
+        if q.ndim != 2 or q.shape[1] != self.width or q.dtype != np.int8:
+            raise BackendError(f"{self.path.name}: int8 input of shape {q.shape} and dtype "
+                               f"{q.dtype}; expected (n, {self.width}) int8")
+        q = np.ascontiguousarray(q)
+        out = np.empty((len(q), self.n_out), np.int8)
+        if len(q):
+            status = lib.ad_dense_run_i8(self._state, ffi.from_buffer("int8_t[]", q), len(q),
+                                         ffi.from_buffer("int8_t[]", out))
+            if status != lib.AD_OK:
+                raise BackendError(f"{self.path.name}: C int8 kernel: "
+                                   f"{ffi.string(lib.ad_status_message(status)).decode()}")
+        return out
+
+
+class CStream:
+    """Samples in, the squared error of each completed context vector out, one C call per
+    block (``ad_stream``: front end, context ring, int8 network, SPEC 4's error). The
+    errors are bit for bit ``backend.errors(Frontend(spec).push(samples))``."""
+
+    def __init__(self, backend: CBackend, spec) -> None:
+        from ..features import new_config
+
+        self._ffi, self._lib = _lib()
+        ffi, lib = self._ffi, self._lib
+        self._backend = backend          # its ad_dense must outlive this stream
+        cfg, _tables = new_config(spec)
+        self._state = ffi.new("ad_stream *")
+        status = lib.ad_stream_init(self._state, cfg, backend._state)
+        if status != lib.AD_OK:
+            raise BackendError(f"{backend.path.name}: the C stream refuses spec "
+                               f"{spec.digest[:12]}: "
+                               f"{ffi.string(lib.ad_status_message(status)).decode()}")
+        self._consumed = ffi.new("size_t *")
+        self._written = ffi.new("size_t *")
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """``(n,) int16`` (or float) samples -> ``(k,) float64`` errors, oldest first."""
+        ffi, lib = self._ffi, self._lib
+        a = np.asarray(samples)
+        if a.dtype == np.int16:
+            push, ctype = lib.ad_stream_push_i16, "int16_t[]"
+        else:
+            from ..features import _as_waveform
+            a = _as_waveform(a, "CStream.push")
+            push, ctype = lib.ad_stream_push_f32, "float[]"
+        a = np.ascontiguousarray(a)
+        k = lib.ad_stream_vectors_for(self._state, a.size)
+        out = np.empty(k, np.float64)
+        status = push(self._state, ffi.from_buffer(ctype, a), a.size,
+                      ffi.from_buffer("double[]", out), k, self._consumed, self._written)
+        if status != lib.AD_OK or self._consumed[0] != a.size or self._written[0] != k:
+            raise BackendError(f"C stream: status {status}, consumed {self._consumed[0]} of "
+                               f"{a.size} samples, wrote {self._written[0]} of {k} errors")
+        return out
+
+    def reset(self) -> None:
+        """Forget buffered samples and frames (a gap in the audio)."""
+        self._lib.ad_stream_reset(self._state)

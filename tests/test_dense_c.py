@@ -1,0 +1,309 @@
+"""The C int8 dense network (csrc/ad_dense.c) against TensorFlow Lite's own reference
+kernels: the network is read out of int8 TFLite models the converter writes, and every
+kernel this machine has (scalar, AVX2, AVX-512 VNNI) must give LiteRT's int8 outputs bit
+for bit (``OpResolverType.BUILTIN_REF``), on random vectors and on real MIMII clips; the
+gemmlowp (double rounding) form must give tflite-runtime 2.14's.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge import audio, dense
+from edge.backends.c import CBackend, available_kernels, new_network
+from edge.errors import BackendError, BundleError, EdgeAdError
+from edge.features import clip_features
+from edge.scoring import vector_errors
+from train.export import tflite as tflite_export
+from train.export.dense import from_tflite, quantize_multiplier
+from train.export.fold import fold_batchnorm
+from train.model import Autoencoder, ModelConfig
+
+from runtime_support import REPO, tflite214_python
+
+pytestmark = pytest.mark.slow   # two TFLite conversions, ~10 s
+DATA = Path(__file__).parent / "data" / "mimii-valve"
+KERNELS = available_kernels()
+
+
+def _autoencoder() -> Autoencoder:
+    """The seed's architecture with random weights and BatchNorm statistics (folded into
+    the Linear layers by export): activations of every sign and scale."""
+    torch.manual_seed(3)
+    model = Autoencoder(ModelConfig())
+    g = torch.Generator().manual_seed(4)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+def _logmel_like(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (-4 + 1.5 * np.sin(np.arange(640) / 30) + rng.standard_normal((n, 640))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tflite_models(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dense")
+    layers = fold_batchnorm(_autoencoder())
+    calibration = _logmel_like(400, 0)
+    paths = {"float_io": out / "float_io.tflite", "int8_io": out / "int8_io.tflite"}
+    paths["float_io"].write_bytes(tflite_export.convert_int8(layers, calibration, float_io=True))
+    paths["int8_io"].write_bytes(tflite_export.convert_int8(layers, calibration))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    """Random vectors (some beyond the calibrated range, so inputs saturate) and the
+    context vectors of both real MIMII clips."""
+    clips = [clip_features(audio.load(p)) for p in sorted(DATA.glob("*.wav"))]
+    return np.concatenate([_logmel_like(100, 1), 3 * _logmel_like(20, 2), *clips])
+
+
+def _c_model(tflite: Path, tmp: Path, *, single_rounding: bool = True) -> Path:
+    path = tmp / f"{tflite.stem}-{int(single_rounding)}.adq8"
+    path.write_bytes(from_tflite(tflite.read_bytes(), single_rounding=single_rounding).to_bytes())
+    return path
+
+
+def _litert(path: Path, x: np.ndarray, *, preserve: bool = False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path), num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                     experimental_preserve_all_tensors=preserve)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], x.shape)
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return it, it.get_tensor(out["index"])
+
+
+def test_the_c_kernels_include_scalar_and_the_cpus_simd_one():
+    assert "scalar" in KERNELS
+    if os.uname().machine == "x86_64":
+        assert "avx2" in KERNELS    # every x86-64 CI machine of this project has AVX2
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float_io_model_outputs_equal_litert_reference_kernels_bit_for_bit(
+        kernel, tflite_models, inputs, tmp_path):
+    """QUANTIZE -> FULLY_CONNECTED x 6 -> DEQUANTIZE in LiteRT against the C kernel's float
+    path: the same float32 outputs, bit for bit."""
+    _, want = _litert(tflite_models["float_io"], inputs)
+    c = CBackend(_c_model(tflite_models["float_io"], tmp_path), kernel=kernel)
+    assert c.kernel == kernel
+    got = c.run(inputs)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_int8_io_model_outputs_equal_litert_reference_kernels_bit_for_bit(
+        kernel, tflite_models, inputs, tmp_path):
+    """int8 in, int8 out: the inputs LiteRT's own QUANTIZE op makes (read from the float-IO
+    model's tensors) through both networks; the C quantisation equals that op too."""
+    it, _ = _litert(tflite_models["float_io"], inputs, preserve=True)
+    quantize_out = next(t["index"] for t in it.get_tensor_details() if t["name"] == "tfl.quantize")
+    q = it.get_tensor(quantize_out)
+    c = CBackend(_c_model(tflite_models["int8_io"], tmp_path), kernel=kernel)
+    _, want = _litert(tflite_models["int8_io"], q)
+    assert want.dtype == np.int8
+    assert np.array_equal(c.run_int8(q), want)
+    assert np.array_equal(c.run_quantized(inputs), want)   # C's QUANTIZE = LiteRT's
+
+
+def test_double_rounding_form_equals_tflite_runtime_2_14_and_differs_from_litert(
+        tflite_models, inputs, tmp_path):
+    """tflite-runtime 2.14 requantises with gemmlowp's two roundings, the ai-edge-litert
+    wheels with TFLITE_SINGLE_ROUNDING: the C kernel reproduces each in its form."""
+    python = tflite214_python()
+    if python is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no tflite-runtime 2.14 venv: run scripts/setup-tflite214.sh")
+        pytest.skip("no tflite-runtime 2.14 venv (scripts/setup-tflite214.sh makes it)")
+    np.save(tmp_path / "x.npy", inputs)
+    code = (
+        "import numpy as np\n"
+        "from tflite_runtime.interpreter import Interpreter, OpResolverType\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"it = Interpreter(model_path={str(tflite_models['float_io'])!r}, num_threads=1, "
+        "experimental_op_resolver_type=OpResolverType.BUILTIN_REF)\n"
+        "i, o = it.get_input_details()[0], it.get_output_details()[0]\n"
+        "it.resize_tensor_input(i['index'], x.shape); it.allocate_tensors()\n"
+        "it.set_tensor(i['index'], x); it.invoke()\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, it.get_tensor(o['index']))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    subprocess.run([str(python), "-c", code], check=True, cwd=REPO, env=env)
+    old = np.load(tmp_path / "y.npy")
+    double = _c_model(tflite_models["float_io"], tmp_path, single_rounding=False)
+    for kernel in KERNELS:
+        assert np.array_equal(CBackend(double, kernel=kernel).run(inputs).view(np.uint32),
+                              old.view(np.uint32))
+    single = CBackend(_c_model(tflite_models["float_io"], tmp_path)).run(inputs)
+    assert not np.array_equal(single, old)   # the two forms do differ on these inputs
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_errors_are_the_squared_distance_of_the_dequantised_output_to_the_float_input(
+        kernel, tflite_models, inputs, tmp_path):
+    c = CBackend(_c_model(tflite_models["float_io"], tmp_path), kernel=kernel)
+    _, recon = _litert(tflite_models["float_io"], inputs)
+    want = vector_errors(inputs, recon)        # numpy, float64, against the float input
+    got = c.errors(inputs)
+    assert got.dtype == np.float64 and got.shape == (len(inputs),)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_all_kernels_agree_bit_for_bit_on_every_batch_size(tflite_models, inputs, tmp_path):
+    """Batches of 1..AD_DENSE_BATCH+1 vectors take every specialised kernel body."""
+    path = _c_model(tflite_models["float_io"], tmp_path)
+    ref = CBackend(path, kernel="scalar").errors(inputs)
+    for kernel in KERNELS:
+        c = CBackend(path, kernel=kernel)
+        for n in range(1, 10):
+            assert np.array_equal(c.errors(inputs[:n]), ref[:n]), (kernel, n)
+
+
+def test_quantize_multiplier_is_tflites():
+    """QuantizeMultiplier's documented cases: m * 2^(s - 31) within half a unit of the
+    multiplier, the rounding carry at the top and the clamps."""
+    for real in (0.000731, 0.25, 0.5, 0.9999999, 1.5, 3e-10, 7.0):
+        m, s = quantize_multiplier(real)
+        assert 1 << 30 <= m < 1 << 31
+        assert abs(m * 2.0 ** (s - 31) - real) <= 2.0 ** (s - 32)
+    assert quantize_multiplier(0.0) == (0, 0)
+    assert quantize_multiplier(1 - 2 ** -40) == (1 << 30, 1)   # rounds up to 2^31: carry
+    assert quantize_multiplier(2.0 ** -40) == (0, 0)           # shift below -31: zero
+    assert quantize_multiplier(2.0 ** 40) == ((1 << 31) - 1, 30)
+
+
+def _net(tflite_models) -> dense.DenseNet:
+    return from_tflite(tflite_models["float_io"].read_bytes())
+
+
+def test_the_file_format_round_trips_and_documents_the_macs(tflite_models):
+    net = _net(tflite_models)
+    again = dense.from_bytes(net.to_bytes())
+    assert again.macs == 640 * 128 + 128 * 128 + 128 * 8 + 8 * 128 + 128 * 128 + 128 * 640
+    assert again.to_bytes() == net.to_bytes()
+    assert [l.relu for l in again.layers] == [True] * 5 + [False]
+
+
+def test_damaged_files_are_refused_naming_the_file(tflite_models, tmp_path):
+    data = _net(tflite_models).to_bytes()
+    cases = {"short": data[:20], "magic": b"X" + data[1:], "cut": data[:-17],
+             "version": data[:8] + (7).to_bytes(4, "little") + data[12:]}
+    for name, blob in cases.items():
+        p = tmp_path / f"{name}.adq8"
+        p.write_bytes(blob)
+        with pytest.raises(BundleError, match=str(p)):
+            CBackend(p)
+
+
+def test_c_init_refuses_values_outside_tflites_int8_ranges(tflite_models):
+    net = _net(tflite_models)
+    first = net.layers[0]
+
+    def with_first(**change) -> dense.DenseNet:
+        import dataclasses
+        return dataclasses.replace(net, layers=(dataclasses.replace(first, **change),
+                                                *net.layers[1:]))
+
+    w = first.weights.copy()
+    w[3, 5] = -128
+    bad = {"a weight of -128": with_first(weights=w),
+           "a multiplier below 2^30": with_first(multiplier=first.multiplier // 4 + 1),
+           "a shift of 31": with_first(shift=np.full_like(first.shift, 31)),
+           "zero points that do not chain": with_first(output_zero_point=first.output_zero_point + 1),
+           "a bias that overflows int32": with_first(bias=np.full_like(first.bias, 2**31 - 10))}
+    for what, n in bad.items():
+        with pytest.raises(BackendError, match="the C int8 kernel refuses it"):
+            new_network(n)
+    with pytest.raises(BackendError, match="not built in or not on this CPU"):
+        new_network(net, kernel="neon" if "neon" not in KERNELS else "avx2")
+
+
+def test_a_float_model_is_refused_by_the_reader(tmp_path):
+    layers = fold_batchnorm(_autoencoder())
+    with pytest.raises(EdgeAdError, match="float.tflite: .*FULLY_CONNECTED x N"):
+        from_tflite(tflite_export.convert_float(layers), source="float.tflite")
+
+
+# --- the C build itself: sanitizers, ARM boards under qemu-user, libFuzzer ---------------
+BUILDS = ["native", "asan", "aarch64", "aarch64-a76", "armhf"]
+ELF_MACHINE = {"native": 62, "asan": 62, "aarch64": 183, "aarch64-a76": 183, "armhf": 40}
+
+
+@pytest.fixture(scope="module")
+def driver_inputs(tflite_models, inputs, tmp_path_factory) -> dict[str, Path]:
+    """Both rounding forms of the network, and the vectors as float32."""
+    tmp = tmp_path_factory.mktemp("dense-driver")
+    inputs.astype("<f4").tofile(tmp / "x.f32")
+    return {"x": tmp / "x.f32",
+            "single": _c_model(tflite_models["float_io"], tmp),
+            "double": _c_model(tflite_models["float_io"], tmp, single_rounding=False)}
+
+
+@pytest.mark.parametrize("kind", BUILDS)
+def test_dense_driver_gives_litert_reference_bits_on_every_build(
+        kind, driver_inputs, tflite_models, inputs, tmp_path):
+    """dense_driver checks every kernel of its build against the scalar one, in calls of
+    1..AD_DENSE_BATCH+1 vectors, and init's refusals; its scalar outputs must be LiteRT's
+    reference outputs on x86, under ASan+UBSan, and on Cortex-A72 (NEON), Cortex-A76
+    (NEON dot product) and Cortex-A7 (armhf NEON) under qemu-user."""
+    from test_frontend_c import SCRIPT, TOOLS, _require
+
+    _require(TOOLS[kind])
+    done = subprocess.run([str(SCRIPT), "build", kind, str(tmp_path / "build")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    program = tmp_path / "build" / "dense_driver"
+    assert int.from_bytes(program.read_bytes()[18:20], "little") == ELF_MACHINE[kind]
+    runner = subprocess.run([str(SCRIPT), "runner", kind], capture_output=True, text=True,
+                            check=True).stdout.split()
+    _, want_single = _litert(tflite_models["float_io"], inputs)
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    for form in ("single", "double"):
+        out = tmp_path / form
+        out.mkdir()
+        r = subprocess.run([*runner, str(program), str(driver_inputs[form]),
+                            str(driver_inputs["x"]), str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0 and "dense_driver: ok" in r.stdout, r.stderr
+        assert "runtime error" not in r.stderr and "Sanitizer" not in r.stderr
+        if kind.startswith("aarch64") or kind == "armhf":
+            assert "neon" in r.stdout
+        recon = np.fromfile(out / "recon.f32", "<f4").reshape(inputs.shape)
+        errors = np.fromfile(out / "err.f64", "<f8")
+        want_errors = CBackend(driver_inputs[form], kernel="scalar").errors(inputs)
+        assert np.array_equal(errors, want_errors)   # the same bits as this machine's
+        if form == "single":
+            assert np.array_equal(recon.view(np.uint32), want_single.view(np.uint32))
+        else:
+            assert np.array_equal(recon, CBackend(driver_inputs[form]).run(inputs))
+
+
+def test_libfuzzer_on_random_networks_and_inputs_finds_nothing(tmp_path):
+    from test_frontend_c import SCRIPT, _require
+
+    _require(["clang"])
+    seconds = int(os.environ.get("EDGE_AD_FUZZ_SECONDS", "25"))
+    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds), "dense"],
+                          capture_output=True, text=True, timeout=seconds + 120)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), log[-4000:]
+    runs = [int(line.split()[1]) for line in log.splitlines() if line.startswith("Done ")]
+    assert runs and runs[0] > 1000, log[-2000:]
