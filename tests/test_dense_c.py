@@ -57,7 +57,7 @@ def tflite_models(tmp_path_factory) -> dict[str, Path]:
     calibration = _logmel_like(400, 0)
     paths = {"float_io": out / "float_io.tflite", "int8_io": out / "int8_io.tflite"}
     paths["float_io"].write_bytes(tflite_export.convert_int8(layers, calibration, float_io=True))
-    paths["int8_io"].write_bytes(tflite_export.convert_int8(layers, calibration))
+    paths["int8_io"].write_bytes(tflite_export.convert_int8(layers, calibration, float_io=False))
     return paths
 
 

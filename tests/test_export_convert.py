@@ -190,10 +190,10 @@ def test_tflite_float_scores_equal_torch_scores_within_1e_5_relative(model, mode
 
 # --- int8 -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
-def test_int8_clip_scores_correlate_with_float_at_least_0_999(fmt, models, held_out):
+def test_int8_clip_scores_correlate_with_float_at_least_0_9999(fmt, models, held_out):
     f = backend_scores(models[f"model_float.{fmt}"], held_out)
     q = backend_scores(models[f"model_int8.{fmt}"], held_out)
-    assert np.corrcoef(f, q)[0, 1] >= 0.999
+    assert np.corrcoef(f, q)[0, 1] >= 0.9999
     assert np.abs(q / f - 1).max() < 0.1      # and the scores themselves stay close
 
 
