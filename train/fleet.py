@@ -347,7 +347,7 @@ def connect(scheduler: str | None, *, workers: int, timeout: float = 10.0):
 
 def run_fleet(data: str | os.PathLike, out: str | os.PathLike, *, scheduler: str | None = None,
               machines: list[str] | None = None, options: Options = Options(),
-              force: bool = False, keep: int = 7, workers: int = 2,
+              force: bool = False, keep: int = 7, workers: int = 2, connect_timeout: float = 10.0,
               report: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Train and export every machine of DATA whose fingerprint changed; returns fleet.json.
 
@@ -372,13 +372,14 @@ def run_fleet(data: str | os.PathLike, out: str | os.PathLike, *, scheduler: str
         raise FleetError(f"{out}: another edge-ad fleet is writing it (lock {out / '.fleet.lock'})") from None
     try:
         return _run_locked(data_path, out, found, scheduler=scheduler, options=options,
-                           force=force, keep=keep, workers=workers, report=report)
+                           force=force, keep=keep, workers=workers,
+                           connect_timeout=connect_timeout, report=report)
     finally:
         lock.close()
 
 
 def _run_locked(data: Path, out: Path, found: dict[str, Path], *, scheduler: str | None,
-                options: Options, force: bool, keep: int, workers: int,
+                options: Options, force: bool, keep: int, workers: int, connect_timeout: float,
                 report: Callable[[str], None]) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
@@ -404,7 +405,7 @@ def _run_locked(data: Path, out: Path, found: dict[str, Path], *, scheduler: str
     client = cluster = None
     address = scheduler or "embedded LocalCluster"
     if todo:
-        client, cluster = connect(scheduler, workers=workers)
+        client, cluster = connect(scheduler, workers=workers, timeout=connect_timeout)
         address = scheduler or f"embedded LocalCluster ({workers} workers)"
     try:
         finals = {}

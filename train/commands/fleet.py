@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FLEET", help="fleet output folder")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="address of a running Dask scheduler (default: an embedded LocalCluster)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the scheduler (default 10)")
     p.add_argument("--workers", type=int, default=2,
                    help="worker processes of the embedded LocalCluster (default 2)")
     p.add_argument("--machines", type=_machines, help="only these machine types, comma separated")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             ("--epochs", args.epochs, args.epochs >= 1, "a whole number >= 1"),
             ("--keep", args.keep, args.keep >= 1, "a whole number >= 1"),
             ("--workers", args.workers, args.workers >= 1, "a whole number >= 1"),
+            ("--connect-timeout", args.connect_timeout, args.connect_timeout > 0, "seconds > 0"),
             ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
             ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
              "a whole number >= 2"),
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.json or args.quiet
     doc = run_fleet(args.data, args.out, scheduler=args.scheduler, machines=args.machines,
                     options=options, force=args.force, keep=args.keep, workers=args.workers,
-                    report=(lambda line: None) if quiet else print)
+                    connect_timeout=args.connect_timeout, report=(lambda line: None) if quiet else print)
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False, default=str))
     else:
