@@ -31,6 +31,7 @@ distributed = pytest.importorskip("distributed") if os.environ.get("CI") != "tru
 EPOCHS = "2"
 FLEET_ARGS = ["--epochs", EPOCHS, "--formats", "tflite"]
 DASK = Path(sys.executable).with_name("dask")
+FIRST_FILES: dict[str, dict[str, str]] = {}   # the first fleet's bundles, before later runs change them
 
 
 class Cluster:
@@ -126,6 +127,8 @@ def first(plant, cluster, env, tmp_path_factory):
     out = tmp_path_factory.mktemp("fleet") / "fleet"
     r = edge_ad("fleet", str(plant), "--out", str(out), "--scheduler", cluster.address,
                 *FLEET_ARGS, env=env, timeout=300)
+    FIRST_FILES.update({m: _model_files(out / m / "bundle") for m in ("fan", "pump")
+                        if (out / m / "bundle").is_dir()})
     return out, r
 
 
@@ -204,6 +207,31 @@ def test_gate_failure_keeps_the_current_bundle(first, plant, cluster, env):
     assert not list((out / "fan" / "history").iterdir())
 
 
+def test_worse_candidate_keeps_the_current_bundle_unless_forced(first, plant, cluster, env):
+    """One epoch instead of two: the candidate reconstructs the validation clips far worse,
+    so the current bundle stays; with --force it is promoted and the old one goes to
+    history/, byte for byte."""
+    out, _ = first
+    before = _model_files(out / "fan" / "bundle")
+    args = ["fleet", str(plant), "--out", str(out), "--scheduler", cluster.address, "--machines",
+            "fan", "--json", "--epochs", "1", "--formats", "tflite"]
+    r = edge_ad(*args, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    entry = json.loads(r.stdout)["machines"]["fan"]
+    assert entry["status"] == "kept-previous" and "worse" in entry["reason"]
+    assert entry["comparison"]["worse"] is True and entry["comparison"]["interval"][0] > 0
+    assert _model_files(out / "fan" / "bundle") == before
+    r = edge_ad(*args, "--force", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    entry = json.loads(r.stdout)["machines"]["fan"]
+    assert entry["status"] == "trained" and entry["comparison"]["worse"] is True
+    assert _model_files(out / "fan" / "bundle") != before
+    history = list((out / "fan" / "history").iterdir())
+    assert len(history) == 1 and _model_files(history[0]) == before
+    assert entry["bundle_sha256"] == hashlib.sha256(
+        (out / "fan" / "bundle" / "manifest.json").read_bytes()).hexdigest()
+
+
 def test_unreachable_scheduler_is_one_line_exit_2(plant, tmp_path, env):
     address = f"tcp://127.0.0.1:{free_port()}"
     r = edge_ad("fleet", str(plant), "--out", str(tmp_path / "f"), "--scheduler", address,
@@ -272,6 +300,6 @@ def test_killed_worker_does_not_fail_the_fleet(first, plant, cluster, env, tmp_p
     assert {m: doc["machines"][m]["status"] for m in ("fan", "pump")} == \
         {"fan": "trained", "pump": "trained"}
     for m in ("fan", "pump"):
-        assert _model_files(fleet / m / "bundle") == _model_files(out / m / "bundle")
+        assert _model_files(fleet / m / "bundle") == FIRST_FILES[m]
     cluster.start_worker(victim)
     cluster.wait_workers(2)

@@ -199,7 +199,7 @@ def compare(new: np.ndarray, old: np.ndarray, *, seed: int = 0) -> dict[str, Any
     means = d[rng.integers(0, len(d), size=(BOOTSTRAP, len(d)))].mean(axis=1)
     lo, hi = (float(v) for v in np.percentile(means, [2.5, 97.5]))
     return {"n": int(len(d)), "mean_log_change": float(d.mean()), "interval": [lo, hi],
-            "margin": float(np.log1p(WORSE_MARGIN)), "worse": lo > np.log1p(WORSE_MARGIN)}
+            "margin": float(np.log1p(WORSE_MARGIN)), "worse": bool(lo > np.log1p(WORSE_MARGIN))}
 
 
 def _swap_in(new: Path, target: Path) -> Path | None:
