@@ -25,7 +25,7 @@ import pytest
 
 from edge.atomic import replace_folder
 from runtime_support import edge_ad, edge_env, lines, load_trained_run, normal_audio
-from test_mqtt_alerts import Broker, Subscriber, free_port, wait_for
+from test_mqtt_alerts import Broker, Subscriber, free_port, needs_broker, wait_for
 
 SR = 16000
 WINDOW = ["--window", "2s"]
@@ -74,6 +74,7 @@ def _fresh(bundle: Path, audio: np.ndarray) -> list[dict]:
     return lines(r.stdout)
 
 
+@needs_broker
 @pytest.mark.slow
 def test_run_switches_to_a_new_bundle_and_refuses_a_tampered_one(bundle, other_bundle,
                                                                   trained_run, tmp_path):

@@ -274,7 +274,7 @@ def task_export(trained: dict[str, Any], out: str, options: Options, force: bool
                "score_correlation_held_out": info["score_correlation_held_out"],
                "test_auc_mean": _mean(info["auc"].get("test", {})), "default_backend": int8}
     comparison = None
-    if old is not None:
+    if old is not None and any(not c.is_anomaly for c in run.clips_in("val")):
         comparison = compare(_val_scores(run, new), _val_scores(run, old), seed=options.seed)
     result["metrics"] = metrics
     result["comparison"] = comparison
