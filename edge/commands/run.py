@@ -187,12 +187,15 @@ def run(args: argparse.Namespace) -> int:
                         context={"host": socket.gethostname(), "device": args.device,
                                  "model": model_path.name})
 
+    source = None
     try:
         source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
         detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
                             every_s=every_s, alarm=rule, signal_check=check)
         out = LineWriter(args.json_out)
     except BaseException:
+        if source is not None:       # an ALSA device opened must not stay open
+            source.close()
         if sender is not None:
             sender.close(timeout=0.0)
         raise
@@ -206,8 +209,6 @@ def run(args: argparse.Namespace) -> int:
         source.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    # A file-size limit (ulimit -f) must be an error on the write, not a kill.
-    old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
     log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
              "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
