@@ -31,7 +31,6 @@ from .errors import BundleError
 
 MAGIC = b"EDGEADQ8"
 VERSION = 1
-FILENAME = "model_int8.adq8"
 _HEADER = struct.Struct("<8sIIIfifi")
 _LAYER = struct.Struct("<iiiiiiII")
 
@@ -130,14 +129,15 @@ def from_bytes(data: bytes, *, source: str = "int8 network") -> DenseNet:
         raise bad(f"version {version}")
     if flags not in (0, 1):
         raise bad(f"flags {flags:#x}")
-    if not 1 <= n_layers <= 64 or len(data) < _HEADER.size + _LAYER.size * n_layers:
-        raise bad(f"{n_layers} layers in {len(data)} bytes")
+    max_layers, max_width = _kernel_limits()
+    if not 1 <= n_layers <= max_layers or len(data) < _HEADER.size + _LAYER.size * n_layers:
+        raise bad(f"{n_layers} layers in {len(data)} bytes (at most {max_layers} layers)")
     layers = []
     for i in range(n_layers):
         n_in, n_out, zp_in, zp_out, relu, _, offset, size = _LAYER.unpack_from(
             data, _HEADER.size + i * _LAYER.size)
-        if not (0 < n_in <= 1 << 16 and 0 < n_out <= 1 << 16 and relu in (0, 1)):
-            raise bad(f"layer {i}: n_in {n_in}, n_out {n_out}, relu {relu}")
+        if not (0 < n_in <= max_width and 0 < n_out <= max_width and relu in (0, 1)):
+            raise bad(f"layer {i}: n_in {n_in}, n_out {n_out}, relu {relu} (widths 1..{max_width})")
         w_bytes = n_in * n_out + (-(n_in * n_out) % 4)
         if size != w_bytes + 16 * n_out or offset + size > len(data):
             raise bad(f"layer {i}: {size} data bytes at {offset} in a file of {len(data)}")
@@ -149,10 +149,23 @@ def from_bytes(data: bytes, *, source: str = "int8 network") -> DenseNet:
         layers.append(DenseLayer(weights=w.copy(), bias=bias, multiplier=mult, shift=shift,
                                  weight_scale=scale, input_zero_point=zp_in,
                                  output_zero_point=zp_out, relu=bool(relu)))
+    if (layers[0].input_zero_point, layers[-1].output_zero_point) != (in_zp, out_zp):
+        raise bad(f"header zero points {in_zp}/{out_zp} differ from the first layer's input "
+                  f"({layers[0].input_zero_point}) and the last layer's output "
+                  f"({layers[-1].output_zero_point})")
     return DenseNet(layers=tuple(layers), single_rounding=bool(flags & 1),
                     input_scale=float(np.float32(in_scale)),
                     input_zero_point=in_zp, output_scale=float(np.float32(out_scale)),
                     output_zero_point=out_zp)
+
+
+def _kernel_limits() -> tuple[int, int]:
+    """``(layers, width)`` the C engine accepts, from the compiled header (``AD_DENSE_MAX_*``),
+    so a file the parser passes is one ``ad_dense_init`` takes."""
+    from .features import _kernel
+
+    lib = _kernel()[1]
+    return int(lib.AD_DENSE_MAX_LAYERS), int(lib.AD_DENSE_MAX_WIDTH)
 
 
 def read(path: str | Path) -> DenseNet:
@@ -165,4 +178,4 @@ def read(path: str | Path) -> DenseNet:
     return from_bytes(data, source=str(path))
 
 
-__all__ = ["DenseLayer", "DenseNet", "from_bytes", "read", "FILENAME", "MAGIC", "VERSION"]
+__all__ = ["DenseLayer", "DenseNet", "from_bytes", "read", "MAGIC", "VERSION"]

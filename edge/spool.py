@@ -120,17 +120,23 @@ class Spool:
                     f"{self.dir}: spool is in use by another edge-ad (pid {owner}); give each "
                     "instance its own --spool (or --mqtt-client-id)") from None
             raise SpoolError(f"{self.dir / LOCK_FILE}: cannot lock ({e.strerror})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            self.close()
+            raise SpoolError(f"{self.dir / LOCK_FILE}: cannot record this process as the spool's "
+                             f"owner ({e.strerror}); expected a writable spool directory") from None
         try:
             for tmp in self.dir.glob("*.tmp"):
                 tmp.unlink()
+            names = list(self.dir.iterdir())
         except OSError as e:
             self.close()
             raise SpoolError(f"{self.dir}: cannot clean the spool directory ({e.strerror})") from None
         self._entries: dict[int, tuple[str, int]] = {}  # seq -> (kind, size)
-        for p in self.dir.iterdir():
+        for p in names:
             m = _NAME.match(p.name)
             if m:
                 try:
@@ -225,6 +231,7 @@ class Spool:
         if not re.fullmatch(r"[a-z_]+", kind):
             raise ValueError(f"event type {kind!r}: expected lower-case letters and _")
         with self._lock:
+            before = (self._next, dict(self.state))    # put back if the event cannot be written
             seq = self._next
             self._next += 1
             for k, v in (state or {}).items():
@@ -239,6 +246,14 @@ class Spool:
                 self._write_state_locked()
                 write_file_atomically(path, data)
             except OSError as e:
+                # No half change: the event did not happen, in memory and (if the disk takes
+                # the state back) on disk. If it does not, the state on disk still carries the
+                # event as pending, and the next start writes it: consistent either way.
+                self._next, self.state = before
+                try:
+                    self._write_state_locked()
+                except OSError:
+                    pass
                 raise SpoolError(f"{path}: cannot write spooled event ({e.strerror})") from None
             self._entries[seq] = (kind, len(data))
             self._enforce_bounds()

@@ -255,15 +255,23 @@ def binomial_interval(p: float, n: int, *, level: float = 0.95) -> tuple[float, 
     if not 0.0 < p < 1.0 or not 0.0 < level < 1.0:
         raise ValueError(f"p={p}, level={level}: expected both between 0 and 1")
     tail = (1.0 - level) / 2.0
-    cdf, k_lo, k_hi = 0.0, None, n
-    for k in range(n + 1):
-        cdf += math.comb(n, k) * p ** k * (1.0 - p) ** (n - k)
-        if k_lo is None and cdf >= tail:
-            k_lo = k
-        if cdf >= 1.0 - tail:
-            k_hi = k
-            break
-    return (k_lo or 0) / n, k_hi / n
+    # The pmf by its recurrence pmf(k+1) = pmf(k) (n-k)/(k+1) p/(1-p) from pmf(0) = (1-p)^n:
+    # no binomial coefficient, so no overflow for thousands of windows. (1-p)^n underflows
+    # to 0 past n ~ 7000 at p = 0.1: then start from the mode in log space and walk down.
+    mode = int((n + 1) * p)
+    log_mode = (math.lgamma(n + 1) - math.lgamma(mode + 1) - math.lgamma(n - mode + 1)
+                + mode * math.log(p) + (n - mode) * math.log1p(-p))
+    pmf = np.zeros(n + 1)
+    pmf[mode] = math.exp(log_mode)
+    ratio = p / (1.0 - p)
+    for k in range(mode, n):
+        pmf[k + 1] = pmf[k] * (n - k) / (k + 1) * ratio
+    for k in range(mode, 0, -1):
+        pmf[k - 1] = pmf[k] * k / ((n - k + 1) * ratio)
+    cdf = np.cumsum(pmf)
+    k_lo = int(np.searchsorted(cdf, tail * (1 - 1e-12)))
+    k_hi = int(np.searchsorted(cdf, (1.0 - tail) * (1 - 1e-12)))
+    return k_lo / n, min(k_hi, n) / n
 
 
 # --- the threshold -----------------------------------------------------------------------

@@ -43,14 +43,7 @@ done
 [ -x "$PY" ] || { echo "setup-arm64: no Python environment at $VENV (run scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE"
 
-mirror() {
-  if [ -n "${EDGE_AD_DEBIAN_MIRROR:-}" ]; then echo "$EDGE_AD_DEBIAN_MIRROR"; return; fi
-  # The mirror apt already uses here (a proxy or a local mirror in CI), else Debian's CDN.
-  local url
-  url=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v "^[[:space:]]*#" \
-    | grep -oE '(https?|file)://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)
-  echo "${url:-http://deb.debian.org/debian}"
-}
+. scripts/debian-mirror.sh   # mirror(); the working directory is the repository
 
 # --- 1. the arm64 root ------------------------------------------------------------------
 ROOT=$CACHE/root

@@ -29,13 +29,7 @@ for tool in debootstrap dpkg-deb qemu-arm arm-linux-gnueabihf-gcc; do
 done
 mkdir -p "$CACHE"
 
-mirror() {
-  if [ -n "${EDGE_AD_DEBIAN_MIRROR:-}" ]; then echo "$EDGE_AD_DEBIAN_MIRROR"; return; fi
-  local url
-  url=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v "^[[:space:]]*#" \
-    | grep -oE '(https?|file)://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)
-  echo "${url:-http://deb.debian.org/debian}"
-}
+. scripts/debian-mirror.sh   # mirror(); the working directory is the repository
 
 ROOT=$CACHE/root
 root_recipe="suite=$SUITE packages=$PACKAGES recipe=2"

@@ -42,17 +42,22 @@ def wait_for(cond, timeout: float, what: str) -> None:
 
 
 class Broker:
-    """mosquitto on 127.0.0.1:port, no persistence; start/stop at will. Anonymous unless
-    ``extra`` configures TLS and a password file."""
+    """mosquitto on 127.0.0.1:port; start/stop at will. Anonymous unless ``extra``
+    configures TLS and a password file. ``persistent``: sessions, subscriptions and queued
+    QoS 1 messages survive a restart (saved in ``tmp``), as a production broker keeps them
+    for a consumer with a persistent session."""
 
-    def __init__(self, tmp: Path, port: int, extra: str = "allow_anonymous true\n") -> None:
+    def __init__(self, tmp: Path, port: int, extra: str = "allow_anonymous true\n", *,
+                 persistent: bool = False) -> None:
         assert MOSQUITTO, "mosquitto is required"
         self.port = port
         self.conf = tmp / "mosquitto.conf"
+        persistence = (f"persistence true\npersistence_location {tmp}/\n" if persistent
+                       else "persistence false\n")
         # "user" = whoever runs the test: as root, mosquitto would otherwise switch to the
         # mosquitto user and lose access to the test's private key files.
         self.conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n{extra}"
-                             "persistence false\nlog_dest stderr\n")
+                             f"{persistence}log_dest stderr\n")
         self.proc: subprocess.Popen | None = None
 
     def _accepting(self) -> bool:
@@ -79,16 +84,19 @@ class Broker:
 
 
 class Subscriber:
-    """A paho client that (re)subscribes to ``topic/#`` on every connect and records payloads."""
+    """A paho client that (re)subscribes to ``topic/#`` on every connect and records payloads.
+    ``persistent``: a persistent session (clean_session off), so the broker queues QoS 1
+    messages published while this consumer is away, even across a broker restart."""
 
     def __init__(self, port: int, topic: str, *, tls: dict | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None, persistent: bool = False) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict]] = []
         self.connected = threading.Event()
         self._lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}")
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}",
+                        clean_session=not persistent)
         if tls:
             c.tls_set(**tls)
         if login:

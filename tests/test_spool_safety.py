@@ -286,3 +286,32 @@ def test_an_event_interrupted_between_its_state_and_its_file_is_restored_not_los
         s.remove(2)                              # acknowledged: never restored again
     with Spool(tmp_path) as s:
         assert s.pending() == [1]
+
+
+def test_an_event_the_disk_refuses_leaves_no_half_change_behind(tmp_path, monkeypatch):
+    """A full disk on the event's own file: the put fails with a SpoolError, and neither
+    the sequence number nor the state (an alarm it would have opened) moves, in memory or
+    on disk; the next event takes that number."""
+    import errno
+
+    import edge.spool as spool_mod
+    from edge.spool import SpoolError
+
+    with Spool(tmp_path / "s") as s:
+        s.put({"type": "heartbeat"})
+        before_state = (tmp_path / "s" / STATE_FILE).read_bytes()
+        before = json.loads(json.dumps(s.state))
+        real = spool_mod.write_file_atomically
+
+        def full(path, data):
+            if path.name.endswith(".alarm_start.json"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, data)
+
+        monkeypatch.setattr(spool_mod, "write_file_atomically", full)
+        with pytest.raises(SpoolError, match="alarm_start.json: cannot write spooled event"):
+            s.put({"type": "alarm_start"}, state={"alarm_open": True})
+        assert s.state == before and "alarm_open" not in s.state
+        assert (tmp_path / "s" / STATE_FILE).read_bytes() == before_state
+        monkeypatch.setattr(spool_mod, "write_file_atomically", real)
+        assert s.put({"type": "alarm_start"}, state={"alarm_open": True}) == 2

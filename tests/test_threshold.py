@@ -118,7 +118,8 @@ def test_fitting_a_cutoff_imports_neither_scipy_nor_torch():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("p, n", [(0.1, 8), (0.1, 52), (0.05, 400), (0.3, 13), (0.01, 1000)])
+@pytest.mark.parametrize("p, n", [(0.1, 8), (0.1, 52), (0.05, 400), (0.3, 13), (0.01, 1000),
+                                  (0.1, 3000), (0.1, 10000), (0.5, 20000), (0.02, 1)])
 def test_binomial_interval_equals_scipy_quantiles(p, n):
     from scipy import stats
 

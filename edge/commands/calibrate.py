@@ -47,9 +47,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threads", type=threads_arg, default=1,
                    help="model runtime threads, 1 to the cores present (default 1)")
     p.add_argument("--fast", action="store_true", help="file source: read as fast as possible")
-    p.add_argument("--keep-history", type=int, default=10, metavar="N",
+    from ..calibration import KEEP_HISTORY
+
+    p.add_argument("--keep-history", type=int, default=KEEP_HISTORY, metavar="N",
                    help="previous manifests and thresholds kept in the bundle: the last N "
-                        "calibrations (default 10)")
+                        "calibrations (default %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="fit and print, do not write the bundle")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
                         context={"host": socket.gethostname(), "device": args.device,
                                  "model": model_path.name, "model_version": current.version})
 
+    source = None
     try:
         source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
         detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
@@ -210,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         detector.model_version = current.version
         out = LineWriter(args.json_out)
     except BaseException:
+        if source is not None:       # an ALSA device opened must not stay open
+            source.close()
         if sender is not None:
             sender.close(timeout=0.0)
         raise
@@ -233,8 +236,6 @@ def run(args: argparse.Namespace) -> int:
         (lambda m: None))
     pending: Any = None      # a verified new bundle, waiting for the next decision boundary
     successor: Any = None    # its detector, filling its window while the old one decides
-    # A file-size limit (ulimit -f) must be an error on the write, not a kill.
-    old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
     log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
              "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
