@@ -232,6 +232,7 @@ def test_worse_candidate_keeps_the_current_bundle_unless_forced(first, plant, cl
         (out / "fan" / "bundle" / "manifest.json").read_bytes()).hexdigest()
 
 
+@pytest.mark.fault
 def test_unreachable_scheduler_is_one_line_exit_2(plant, tmp_path, env):
     address = f"tcp://127.0.0.1:{free_port()}"
     r = edge_ad("fleet", str(plant), "--out", str(tmp_path / "f"), "--scheduler", address,
@@ -266,6 +267,7 @@ def test_compare_flags_only_a_clear_worsening():
     assert not better["worse"] and better["interval"][1] < 0
 
 
+@pytest.mark.fault
 def test_killed_worker_does_not_fail_the_fleet(first, plant, cluster, env, tmp_path):
     """SIGKILL the worker that is training a machine: Dask reschedules the task on the
     other worker, the fleet completes and the bundles are those of the first run."""
@@ -282,8 +284,10 @@ def test_killed_worker_does_not_fail_the_fleet(first, plant, cluster, env, tmp_p
             while victim is None and time.monotonic() < deadline and proc.poll() is None:
                 names = {a: w["name"] for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
                 for addr, keys in client.processing().items():
-                    if any(str(k).startswith("train-") for k in keys):
-                        victim = names[addr]
+                    training = [str(k) for k in keys if str(k).startswith("train-")]
+                    if training:
+                        victim, victim_addr = names[addr], addr
+                        killed_machine = training[0].split("-")[1]
                         break
                 time.sleep(0.05)
         finally:
@@ -301,5 +305,30 @@ def test_killed_worker_does_not_fail_the_fleet(first, plant, cluster, env, tmp_p
         {"fan": "trained", "pump": "trained"}
     for m in ("fan", "pump"):
         assert _model_files(fleet / m / "bundle") == FIRST_FILES[m]
+    # The interrupted training ran again, to the end, on the worker that survived.
+    assert doc["machines"][killed_machine]["worker"]["train"] not in (None, victim_addr)
     cluster.start_worker(victim)
     cluster.wait_workers(2)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("args, expected", [
+    (["--keep", "0"], "--keep 0: out of range"),
+    (["--epochs", "0"], "--epochs 0: out of range"),
+    (["--machines", "fan,boiler"], "--machines boiler: not in"),
+])
+def test_fleet_names_a_bad_option_and_writes_nothing(plant, tmp_path, capsys, args, expected):
+    from edge.cli import main
+
+    assert main(["fleet", str(plant), "--out", str(tmp_path / "f"), *args]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert not (tmp_path / "f" / "fleet.json").exists()
+
+
+@pytest.mark.bad_input
+def test_fleet_of_a_missing_folder_is_exit_2(tmp_path, capsys):
+    from edge.cli import main
+
+    assert main(["fleet", str(tmp_path / "nowhere"), "--out", str(tmp_path / "f")]) == EXIT_BAD_INPUT
+    assert "nowhere: not a folder" in capsys.readouterr().err

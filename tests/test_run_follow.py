@@ -76,6 +76,7 @@ def _fresh(bundle: Path, audio: np.ndarray) -> list[dict]:
 
 @needs_broker
 @pytest.mark.slow
+@pytest.mark.fault
 def test_run_switches_to_a_new_bundle_and_refuses_a_tampered_one(bundle, other_bundle,
                                                                   trained_run, tmp_path):
     run = load_trained_run(trained_run)

@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds to wait for the scheduler (default 10)")
     p.add_argument("--workers", type=int, default=2,
                    help="worker processes of the embedded LocalCluster (default 2)")
-    p.add_argument("--machines", type=_machines, help="only these machine types, comma separated")
+    p.add_argument("--machines", type=_machines, help="only these machine types, comma separated (default: every folder of DATA)")
     p.add_argument("--force", action="store_true",
                    help="retrain every machine and promote a candidate that passed the int8 gate "
                    "even when it scores worse than the current bundle")
