@@ -70,11 +70,15 @@ def main() -> None:
         stages = {s: [e["timings"][f"{s}_s"] for e in doc["machines"].values()
                       if f"{s}_s" in e["timings"]]
                   for s in ("features", "train", "export")}
-        result["scaling"][workers] = {"wall_s": doc["wall_s"], "counts": doc["counts"], "process_wall_s": doc["process_wall_s"],
+        cpu = sum(v for e in doc["machines"].values() for k, v in e["timings"].items()
+                  if k.endswith("_cpu_s") and v is not None)
+        result["scaling"][workers] = {"wall_s": doc["wall_s"], "counts": doc["counts"],
+                                      "task_cpu_s": cpu,
+                                      "cpu_s_per_machine": cpu / len(doc["machines"]), "process_wall_s": doc["process_wall_s"],
                                       "stage_s_mean": {s: sum(v) / len(v) for s, v in stages.items()},
                                       "peak_rss_mb": max(max(e["rss_mb"].values())
                                                          for e in doc["machines"].values())}
-    for n in [int(v) for v in args.memory_normals.split(",")]:
+    for n in [int(v) for v in args.memory_normals.split(",") if v.strip()]:
         one = out / f"one-{n}"
         if not one.exists():
             plant(one, 1, n, args.duration)
@@ -94,7 +98,8 @@ def main() -> None:
         print(f"  {w} worker(s): fleet {s['wall_s']:.1f} s (process {s['process_wall_s']:.1f} s); per "
               f"machine features {s['stage_s_mean']['features']:.1f} s, train "
               f"{s['stage_s_mean']['train']:.1f} s, export {s['stage_s_mean']['export']:.1f} s; "
-              f"peak worker RSS {s['peak_rss_mb']:.0f} MB")
+              f"peak worker RSS {s['peak_rss_mb']:.0f} MB; task CPU {s['task_cpu_s']:.1f} s "
+              f"({s['cpu_s_per_machine']:.1f} s per machine)")
     print(f"  2 workers against 1: {result['speedup_2_workers']:.2f}x")
     for m in result["memory"]:
         print(f"  one machine, {m['clips']} clips ({m['audio_s']:.0f} s audio): worker RSS after "

@@ -157,11 +157,11 @@ def task_features(data: str, machine: str, options: Options) -> dict[str, Any]:
     from train.cache import FeatureCache
     from train.datasets import read_dataset
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     clips = read_dataset(data, machine=machine, seed=options.seed)
     FeatureCache(options.cache).ensure([c.path for c in clips], jobs=1, progress=False)
     return {"worker": _worker(), "seconds": time.perf_counter() - t0, "clips": len(clips),
-            "rss_mb": _rss_mb()}
+            "cpu_s": time.process_time() - c0, "rss_mb": _rss_mb()}
 
 
 def task_train(features: dict[str, Any], data: str, machine: str, out: str,
@@ -170,14 +170,15 @@ def task_train(features: dict[str, Any], data: str, machine: str, out: str,
     from train.fit import Recipe
     from train.pipeline import train_run
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = train_run(data, Path(out) / "candidate" / "run", machine=machine,
                     recipe=Recipe(epochs=options.epochs, batch_size=options.batch_size,
                                   seed=options.seed, threads=options.threads),
                     p=options.p, cache_dir=options.cache, jobs=1, force=True, progress=False)
     fpr = run.info["observed_fpr"]
     return {"worker": _worker(), "seconds": time.perf_counter() - t0, "rss_mb": _rss_mb(),
-            "cutoff": run.threshold.cutoff, "val_fpr": fpr.get("val"),
+            "cpu_s": time.process_time() - c0, "cutoff": run.threshold.cutoff,
+            "val_fpr": fpr.get("val"),
             "final_loss": run.info["history"][-1]}
 
 
@@ -245,7 +246,7 @@ def task_export(trained: dict[str, Any], out: str, options: Options, force: bool
     from train.export.gate import DEFAULTS as GATE
     from train.runs import load_run
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     mdir = Path(out)
     cand_run, cand_bundle = mdir / "candidate" / "run", mdir / "candidate" / "bundle"
     current = mdir / "bundle"
@@ -264,7 +265,8 @@ def task_export(trained: dict[str, Any], out: str, options: Options, force: bool
                              if options.min_correlation is not None else GATE["min_correlation"])
     except QuantizationGateError as e:
         result.update(status="kept-previous" if have_current else "failed",
-                      reason=f"int8 gate: {e}", seconds=time.perf_counter() - t0, rss_mb=_rss_mb())
+                      reason=f"int8 gate: {e}", seconds=time.perf_counter() - t0,
+                      cpu_s=time.process_time() - c0, rss_mb=_rss_mb())
         return result
     new = load_bundle(cand_bundle)
     int8 = new.default_backend("int8")
@@ -284,7 +286,8 @@ def task_export(trained: dict[str, Any], out: str, options: Options, force: bool
                               f"change {comparison['mean_log_change']:+.3f}, 95% interval "
                               f"[{comparison['interval'][0]:+.3f}, {comparison['interval'][1]:+.3f}] "
                               f"above +{comparison['margin']:.3f}"),
-                      seconds=time.perf_counter() - t0, rss_mb=_rss_mb())
+                      seconds=time.perf_counter() - t0, cpu_s=time.process_time() - c0,
+                      rss_mb=_rss_mb())
         return result
     history = mdir / "history"
     history.mkdir(exist_ok=True)
@@ -303,7 +306,8 @@ def task_export(trained: dict[str, Any], out: str, options: Options, force: bool
     for stale in sorted((p for p in history.iterdir() if p.is_dir()), key=lambda p: p.name)[:-keep or None]:
         shutil.rmtree(stale, ignore_errors=True)
     result.update(status="trained", bundle_sha256=bundle_version(current),
-                  seconds=time.perf_counter() - t0, rss_mb=_rss_mb())
+                  seconds=time.perf_counter() - t0, cpu_s=time.process_time() - c0,
+                      rss_mb=_rss_mb())
     return result
 
 
@@ -432,6 +436,7 @@ def _run_locked(data: Path, out: Path, found: dict[str, Path], *, scheduler: str
                     r = fut.result()
                     entry["worker"][stage] = r.get("worker")
                     entry["timings"][f"{stage}_s"] = r.get("seconds")
+                    entry["timings"][f"{stage}_cpu_s"] = r.get("cpu_s")
                     entry["rss_mb"][stage] = r.get("rss_mb")
                     if stage == "train":
                         entry["train"] = {k: r[k] for k in ("cutoff", "val_fpr", "final_loss")}
