@@ -232,6 +232,17 @@ def test_worse_candidate_keeps_the_current_bundle_unless_forced(first, plant, cl
         (out / "fan" / "bundle" / "manifest.json").read_bytes()).hexdigest()
 
 
+def test_embedded_local_cluster_gives_the_same_bundle(first, plant, env, tmp_path):
+    """Without --scheduler: an embedded LocalCluster, the same bytes."""
+    r = edge_ad("fleet", str(plant), "--out", str(tmp_path / "f"), "--machines", "fan",
+                "--workers", "1", "--json", *FLEET_ARGS, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["scheduler"].startswith("embedded LocalCluster")
+    assert doc["machines"]["fan"]["status"] == "trained"
+    assert _model_files(tmp_path / "f" / "fan" / "bundle") == FIRST_FILES["fan"]
+
+
 @pytest.mark.fault
 def test_unreachable_scheduler_is_one_line_exit_2(plant, tmp_path, env):
     address = f"tcp://127.0.0.1:{free_port()}"
