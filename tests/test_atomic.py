@@ -138,3 +138,17 @@ def test_calibration_history_keeps_the_last_n(tmp_path):
                   and p.name not in ("manifest.json", "threshold.json"))
     assert kept == sorted([h["previous_manifest"] for h in history]
                           + [h["previous_threshold"] for h in history])
+
+
+def test_the_exchange_path_really_exchanges_where_the_kill_tests_run(tmp_path):
+    """The "exchange" kill tests above prove the exchange only where renameat2 works: here
+    (CI's file system) it must, or those tests silently repeat the rename case."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write_old(a)
+    b.mkdir()
+    (b / "new").write_text("new")
+    if not atomic.exchange(a, b):
+        if os.environ.get("CI") == "true":
+            pytest.fail("renameat2(RENAME_EXCHANGE) unavailable: the exchange tests prove nothing")
+        pytest.skip("renameat2(RENAME_EXCHANGE) unavailable on this file system")
+    assert _tree(a) == {"new": "new"} and _tree(b) == {"f0": "old", "f1": "old"}
