@@ -404,6 +404,11 @@ class Alerts:
             self._last_beat = d.monotonic
             self._emit(HEARTBEAT, d)
 
+    def event(self, kind: str, **fields: Any) -> None:
+        """Any other event (``model_loaded``: the model version in use, at start and after
+        a bundle is replaced)."""
+        self._put({"type": kind, "time": utc_now(), **fields, **self.context})
+
     def problem(self, kind: str, message: str) -> None:
         """An event about the device itself (``output_error``: a decision output failed)."""
         self._put({"type": kind, "time": utc_now(), "error": message, **self.context})

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train.commands.train", "train the autoencoder on normal clips"),
     "evaluate": ("train.commands.evaluate", "per-ID AUC/pAUC table, figures and report"),
     "export": ("train.commands.export", "quantise to int8 TFLite/ONNX and write a verified bundle"),
+    "fleet": ("train.commands.fleet", "train and export one model per machine type on a Dask cluster"),
     "score": ("edge.commands.score", "score recordings with a bundle"),
     "run": ("edge.commands.run", "stream audio from a device, file or stdin and emit decisions"),
     "calibrate": ("edge.commands.calibrate", "refit the cutoff on site from normal operation"),

@@ -143,6 +143,7 @@ class Decision:
     short_reads: int
     reopens: int
     no_signal: str | None = None   # "silence", "dc" or "clipping": see SignalCheck
+    model: str | None = None       # version of the bundle that scored it (manifest sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

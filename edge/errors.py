@@ -13,6 +13,7 @@ EXIT_BUNDLE_INVALID = 4   # bundle failed verification (hash, missing file, spec
 EXIT_DEVICE = 5           # audio device missing or busy
 EXIT_OUTPUT = 6           # an output could not be written (disk full, file-size limit, EIO)
 EXIT_ALERTS = 7           # run: the alert sender stopped; exit so the service is restarted
+EXIT_FLEET_PARTIAL = 8    # fleet: some machines failed, the others were trained or kept
 EXIT_INTERRUPTED = 130
 
 

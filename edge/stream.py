@@ -98,11 +98,31 @@ class Detector:
         self._segments: collections.deque[tuple[int, int, int, int]] = collections.deque(
             maxlen=max(1, -(-window_samples // self.every_samples)))
         self._seg = [32767, -32768, 0, 0]
+        self.model_version: str | None = None   # stamped on every decision
+
+    def successor(self, backend: Backend, *, cutoff: float) -> "Detector":
+        """A detector for another model that continues this one's decision schedule.
+
+        Call it right after a decision: the new detector frames the audio that follows
+        from scratch and decides at the same stream times as this one, once its own window
+        is full. Until then this one keeps deciding (see ``edge-ad run``'s model switch),
+        so no decision is skipped and none mixes the two models' errors.
+        """
+        new = Detector(backend, cutoff=cutoff, spec=self.spec, window_s=self.window_s,
+                       every_s=self.every_samples / self.spec.sample_rate, alarm=self.alarm.rule,
+                       clock=self.clock, signal_check=self.signal_check)
+        new._samples, new._next_decision, new._gaps = self._samples, self._next_decision, self._gaps
+        return new
 
     @property
     def samples(self) -> int:
         """Samples pushed so far."""
         return self._samples
+
+    @property
+    def samples_to_decision(self) -> int:
+        """Samples still to push before the next decision falls due."""
+        return self._next_decision - self._samples
 
     @property
     def stream_seconds(self) -> float:
@@ -224,4 +244,4 @@ class Detector:
                         window_seconds=self.window_s, vectors=self.n_window,
                         dropped_samples=stats.dropped_samples, overruns=stats.overruns,
                         short_reads=stats.short_reads, reopens=stats.reopens,
-                        no_signal=no_signal)
+                        no_signal=no_signal, model=self.model_version)

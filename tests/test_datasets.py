@@ -159,3 +159,29 @@ def test_an_id_with_too_few_normal_clips_is_refused(tmp_path):
     _mimii(tmp_path, ids=(0,), n_normal=2, n_abnormal=1)
     with pytest.raises(DatasetError, match="at least 3 normal clips"):
         read_dataset(tmp_path)
+
+
+def test_mixed_layouts_read_per_machine_and_linked_folders_followed(tmp_path):
+    """A plant whose fan is in MIMII layout and whose pump, in DCASE 2020 layout, lies on
+    another disk behind a symbolic link (issue 11): each machine reads in its own layout,
+    with the same clips and splits as its folder read alone."""
+    root = tmp_path / "plant"
+    _mimii(root, machine="fan", ids=(0,), n_normal=16)
+    pump = tmp_path / "disk2" / "pump-2024"
+    for k in range(16):
+        _wav(pump / "train" / f"normal_id_00_{k:08d}.wav", k)
+    for k in range(3):
+        _wav(pump / "test" / f"anomaly_id_00_{k:08d}.wav", 50 + k)
+    (root / "pump").symlink_to(pump, target_is_directory=True)
+    with pytest.raises(DatasetError, match="do not fit"):
+        read_dataset(root)          # no machine chosen: one layout expected, as before
+    fan = read_dataset(root, machine="fan")
+    assert _counts(fan) == _counts(read_dataset(root / "fan"))
+    clips = read_dataset(root, machine="pump")
+    assert {c.machine for c in clips} == {"pump"}        # the plant's name, not the target's
+    assert len(clips) == 19 and all(c.path.parent.parent == pump.resolve() for c in clips)
+    assert sum(c.split == "test" for c in clips) == 3 and sum(c.split == "val" for c in clips) == 2
+    # A link inside a machine folder is followed too, and a link back up does not loop.
+    (root / "fan" / "id_00" / "loop").symlink_to(root, target_is_directory=True)
+    with pytest.raises(DatasetError, match="do not fit"):
+        read_dataset(root / "fan")   # the files seen through the loop once do not fit

@@ -22,7 +22,7 @@ from runtime_support import (ALSA_CONF, bundle_dir, copy_bundle, edge_ad, edge_e
 
 FIELDS = {"time", "monotonic", "stream_seconds", "score", "cutoff", "anomaly", "alarm",
           "window_seconds", "vectors", "dropped_samples", "overruns", "short_reads", "reopens",
-          "no_signal"}
+          "no_signal", "model"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,10 @@ def test_run_on_a_file_writes_one_complete_json_line_per_step(bundle, plant, tmp
     assert r.stdout == b""  # --json-out takes the lines; logs go to stderr
     ds = lines(out.read_text())
     assert all(set(d) == FIELDS for d in ds)
+    # The model version: the sha256 of the bundle's manifest, which lists every file's.
+    import hashlib
+    version = hashlib.sha256((bundle_dir(bundle) / "manifest.json").read_bytes()).hexdigest()
+    assert {d["model"] for d in ds} == {version}
     # 50 s of audio, a decision each second once the 5 s window (153 vectors) is full.
     assert [d["stream_seconds"] for d in ds] == [float(s) for s in range(6, 51)]
     assert all(d["vectors"] == 153 and d["window_seconds"] == 5.0 for d in ds)

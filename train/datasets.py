@@ -82,8 +82,17 @@ _ID_PREFIX = {"mimii": "id_", "seed": "id_", "dcase2020": "id_", "dcase2021": "s
 
 
 def _audio_files(root: Path) -> list[str]:
+    """Audio files under ``root``, relative, sorted; symlinked folders are followed (a
+    dataset assembled from links to other disks), each real folder once, so a link
+    back up the tree cannot loop."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and name.lower().endswith(AUDIO_SUFFIXES):
@@ -160,13 +169,17 @@ def resolve_root(root: str | os.PathLike) -> Path:
         raise DatasetError(f"{root}: cannot be resolved ({e}); expected a dataset folder") from None
 
 
-def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: int = 0) -> list[Clip]:
+def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: int = 0,
+                 name: str | None = None) -> list[Clip]:
     """Read a dataset folder in any layout of SPEC section 5.
 
     Args:
         root: the folder (the one above ``<machine>/``, or the machine folder itself).
         machine: the machine type to keep where the folder holds several.
         seed: seeds the split of layouts without their own train/test.
+        name: the machine name of a folder read as one machine's (default: the folder's
+            name after resolving links; ``machine`` passes its own, so a linked folder
+            keeps the name it has in the plant).
 
     Returns:
         Clips sorted by path, each with its split.
@@ -178,6 +191,11 @@ def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: i
     root = resolve_root(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder (expected a dataset folder)")
+    if machine is not None and machine not in (".", "..") and "/" not in machine \
+            and (root / machine).is_dir():
+        # The machine's own folder, read in its own layout: a plant may mix layouts
+        # (a MIMII-layout fan beside a DCASE-layout pump), one per machine folder.
+        return read_dataset(root / machine, seed=seed, name=machine)
     files = _audio_files(root)
     if not files:
         raise DatasetError(f"{root}: no audio files (*.wav, *.flac) found; expected a dataset folder")
@@ -188,7 +206,7 @@ def read_dataset(root: str | os.PathLike, *, machine: str | None = None, seed: i
         m = pattern.fullmatch(f)
         assert m is not None
         split = m.groupdict().get("split") or TRAIN
-        clips.append(Clip(path=root / f, machine=m["machine"] or root.name,
+        clips.append(Clip(path=root / f, machine=m["machine"] or name or root.name,
                           id=f"{_ID_PREFIX[layout]}{m['id']}",
                           label=NORMAL if m["label"] == NORMAL else ANOMALY, split=split))
     machines = sorted({c.machine for c in clips})

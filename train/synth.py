@@ -297,3 +297,25 @@ def write_plant(out: str | os.PathLike, *, machine: str = "fan", ids: Sequence[i
             "duration": duration, "clips": records}
     (out / machine / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")
     return records
+
+
+def copy_as_dcase(mimii_machine: str | os.PathLike, out: str | os.PathLike, *,
+                  test_normals: int = 4) -> Path:
+    """Copy a MIMII-layout machine folder (``id_XX/{normal,abnormal}/*.wav``) into the DCASE
+    2020 layout at ``out``: ``train/normal_id_XX_NNNNNNNN.wav`` and ``test/{normal,anomaly}
+    _id_XX_NNNNNNNN.wav``, the last ``test_normals`` normal clips of each ID in test. For
+    plants that mix layouts (``edge-ad fleet``). Returns ``out``."""
+    import shutil
+
+    src, out = Path(mimii_machine), Path(out)
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / "test").mkdir(exist_ok=True)
+    for id_dir in sorted(src.glob("id_*")):
+        ident = id_dir.name[len("id_"):]
+        normals = sorted((id_dir / "normal").glob("*.wav"))
+        for i, f in enumerate(normals):
+            split = "test" if i >= len(normals) - test_normals else "train"
+            shutil.copy2(f, out / split / f"normal_id_{ident}_{i:08d}.wav")
+        for i, f in enumerate(sorted((id_dir / "abnormal").glob("*.wav"))):
+            shutil.copy2(f, out / "test" / f"anomaly_id_{ident}_{i:08d}.wav")
+    return out

@@ -97,17 +97,30 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--spool-max-events", type=int, default=10000, help="spool bound (default 10000)")
 
 
-def open_bundle(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """Verify the bundle, then load the chosen model: (bundle, model_path, threshold, backend)."""
-    from .. import backends
-    from ..bundle import load_bundle
+def open_bundle(args: argparse.Namespace) -> Any:
+    """Verify the bundle, then load the chosen model: a :class:`edge.follow.Loaded`."""
+    from ..follow import load
 
-    bundle = load_bundle(args.model)
-    args.backend = args.backend or bundle.default_backend(args.precision)
-    model_path = bundle.model_path(backend=args.backend, precision=args.precision)
-    threshold = bundle.threshold_for(model_path.name)
-    backend = backends.load(model_path, num_threads=args.threads)
-    return bundle, model_path, threshold, backend
+    return load(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+
+
+def handover(old: Any, new: Any, block: Any, stats: Any) -> tuple[list[Any], bool]:
+    """Push ``block`` to the detector in use (``old``) and its successor (``new``, started
+    at a decision boundary). Until ``new``'s window is full, ``old`` decides; the first
+    decision ``new`` makes is the switch: ``old`` gets only the samples before it, and
+    ``new``'s decisions take the alarm state over. Returns (decisions, switched)."""
+    import dataclasses
+
+    new_ds = new.push(block, stats)
+    if not new_ds:
+        return old.push(block, stats), False
+    first = int(round(new_ds[0].stream_seconds * new.spec.sample_rate))
+    old_ds = old.push(block[:max(0, first - old.samples - 1)], stats)
+    alarm = old.alarm       # the K-of-N history goes on across the switch
+    fixed = [dataclasses.replace(d, alarm=alarm.update(d.anomaly) if d.no_signal is None
+                                 else alarm.active) for d in new_ds]
+    new.alarm = alarm
+    return old_ds + fixed, True
 
 
 def default_spool_dir(client_id: str) -> "Path":
@@ -150,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
                           "finite (leave it out to run until the source ends)")
     if args.spool_max_events < 1:
         raise EdgeAdError(f"--spool-max-events {args.spool_max_events}: expected at least 1")
-    bundle, model_path, threshold, backend = open_bundle(args)
+    asked_backend = args.backend
+    current = open_bundle(args)
+    bundle, model_path, threshold, backend = (current.bundle, current.model_path,
+                                              current.threshold, current.backend)
     from ..stream import window_vectors
 
     window_vectors(window_s, spec=bundle.spec)   # a window too short to score: refused before capture
@@ -185,13 +201,14 @@ def run(args: argparse.Namespace) -> int:
             raise
         alerts = Alerts(spool, sinks=[sender], heartbeat_s=heartbeat_s,
                         context={"host": socket.gethostname(), "device": args.device,
-                                 "model": model_path.name})
+                                 "model": model_path.name, "model_version": current.version})
 
     source = None
     try:
         source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
         detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
                             every_s=every_s, alarm=rule, signal_check=check)
+        detector.model_version = current.version
         out = LineWriter(args.json_out)
     except BaseException:
         if source is not None:       # an ALSA device opened must not stay open
@@ -209,6 +226,16 @@ def run(args: argparse.Namespace) -> int:
         source.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    hup: list[int] = []
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: hup.append(signum))
+    from ..follow import BundleFollower
+
+    follower = BundleFollower(
+        args.model, current, backend=asked_backend, precision=args.precision, threads=args.threads,
+        on_error=(lambda m: alerts.problem("model_rejected", m)) if alerts is not None else
+        (lambda m: None))
+    pending: Any = None      # a verified new bundle, waiting for the next decision boundary
+    successor: Any = None    # its detector, filling its window while the old one decides
     max_samples = None if args.max_seconds is None else int(args.max_seconds * bundle.spec.sample_rate)
     log.info("%s: %s (%s), cutoff %.6g, window %.3g s = %d vectors, every %.3g s, alarm %s; "
              "ready in %.2f s", source.name, model_path.name, backend.name, threshold.cutoff,
@@ -219,7 +246,42 @@ def run(args: argparse.Namespace) -> int:
         for block in source:
             if max_samples is not None:
                 block = block[:max(0, max_samples - detector.samples)]
-            for d in detector.push(block, source.stats):
+            decisions = []
+            if pending is not None and successor is None and detector.samples_to_decision <= len(block):
+                # Start the new model right after a decision of the old one.
+                n = detector.samples_to_decision
+                decisions += detector.push(block[:n], source.stats)
+                block = block[n:]
+                successor = detector.successor(pending.backend, cutoff=pending.threshold.cutoff)
+                successor.model_version = pending.version
+                log.info("new bundle %s (model %s, %s) verified; it takes over once its %.3g s "
+                         "window is full, from stream second %.6f", pending.bundle.path,
+                         pending.version[:16], pending.model_path.name, window_s,
+                         detector.stream_seconds)
+            if successor is not None:
+                more, switched = handover(detector, successor, block, source.stats)
+                decisions += more
+                if switched:
+                    detector, successor, current = successor, None, pending
+                    pending = None
+                    follower.accept(current)
+                    log.info("switched to model %s (%s, cutoff %.6g) at stream second %.6f",
+                             current.version[:16], current.model_path.name,
+                             current.threshold.cutoff, decisions[-1].stream_seconds)
+                    if alerts is not None:
+                        alerts.context.update(model=current.model_path.name,
+                                              model_version=current.version)
+                        alerts.event("model_changed", version=current.version,
+                                     file=current.model_path.name, created=current.created,
+                                     bundle=str(current.bundle.path))
+            else:
+                decisions += detector.push(block, source.stats)
+            if pending is None and (hup or decisions):
+                if hup:
+                    log.info("SIGHUP: verifying the bundle at %s again", args.model)
+                pending = follower.poll(force=bool(hup))
+                hup.clear()
+            for d in decisions:
                 n_decisions += 1
                 if alerts is not None:
                     alerts.observe(d)
