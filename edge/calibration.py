@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np

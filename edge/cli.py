@@ -15,7 +15,7 @@ import signal
 import sys
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTPUT, EdgeAdError
+from .errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EdgeAdError
 
 OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 

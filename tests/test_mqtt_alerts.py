@@ -224,7 +224,6 @@ def test_alarm_start_end_and_heartbeats_reach_the_broker_on_their_topics(tmp_pat
         for t, a in enumerate(alarms):
             alerts.observe(_decision(float(t), 2.0 if a else 0.5, a))
         wait_for(lambda: len(sub.messages) >= 6, 10, "2 alarm events and 4 heartbeats")
-        topics = [t for t, _ in sub.messages]
         kinds = [m["type"] for _, m in sub.messages]
         assert [k for k in kinds if k != "heartbeat"] == ["alarm_start", "alarm_end"]
         assert kinds.count("heartbeat") == 4  # t = 0, 2, 4, 6
