@@ -6,6 +6,8 @@ A bundle is a directory::
     model_int8.tflite  model_float.tflite  model_int8.onnx  model_float.onnx   (any subset)
     model_int8.adq8    the int8 network for edge-ad's C kernel, derived from
                        model_int8.tflite's tensors (edge.dense; same integers, same cutoff)
+    head.json head.bin the detector head that turns reconstructions into scores
+                       (edge.heads; absent: SPEC 4's A(X))
     feature_spec.json  the FeatureSpec the model was trained on (canonical JSON)
     threshold.json     {model file name: Threshold}, one cutoff per model file
     manifest.json      schema_version, sha256 and size of every other file, the spec
@@ -98,6 +100,20 @@ class Bundle:
     def has_c_model(self) -> bool:
         """Whether the bundle carries the C kernel's int8 network (:data:`C_INT8_FILE`)."""
         return C_INT8_FILE in self.manifest["files"]
+
+    @property
+    def head(self) -> Any:
+        """The detector head (:mod:`edge.heads`) the bundle's cutoffs were fitted with:
+        ``head.json`` + ``head.bin`` where the manifest lists them (verified like every
+        file), else SPEC 4's ``A(X)`` (bundles from before heads)."""
+        from .heads import HEAD_BIN, HEAD_JSON, MSEHead, load_head
+
+        files = self.manifest["files"]
+        if HEAD_JSON not in files:
+            return MSEHead(self.spec)
+        if HEAD_BIN not in files:
+            raise BundleError(f"{self.path / MANIFEST}: lists {HEAD_JSON} without {HEAD_BIN}")
+        return load_head(self.path, self.spec)
 
     def default_backend(self, precision: str = "int8") -> str:
         """``"c"`` for int8 where the bundle has the C network and the kernel is built (no

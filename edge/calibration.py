@@ -22,7 +22,6 @@ import numpy as np
 
 from .capture import CaptureStats
 from .errors import EdgeAdError
-from .scoring import vector_errors
 from .spec import DEFAULT_SPEC, FeatureSpec
 from .stream import window_vectors
 from .threshold import Threshold, fit_gamma
@@ -38,7 +37,8 @@ def record_scores(blocks: Iterable[np.ndarray], models: dict[str, Any], *,
 
     Args:
         blocks: ``(n,) int16`` sample blocks (an audio source).
-        models: ``{model file name: backend}``; all see the same vectors.
+        models: ``{model file name: edge.detector.BundleDetector}`` (model and head); all
+            see the same vectors.
         clip_s: window length in seconds (a training clip: 10 s).
         seconds: audio to record.
         stats: the source's counters; a new gap restarts the framing.
@@ -54,7 +54,7 @@ def record_scores(blocks: Iterable[np.ndarray], models: dict[str, Any], *,
         frontend = Frontend(spec=spec)
     n_clip = window_vectors(clip_s, spec=spec)
     total = int(round(seconds * spec.sample_rate))
-    errors = {name: np.zeros(n_clip) for name in models}
+    windows = {name: detector.window(n_clip) for name, detector in models.items()}
     scores: dict[str, list[float]] = {name: [] for name in models}
     filled = 0
     taken = 0
@@ -71,12 +71,13 @@ def record_scores(blocks: Iterable[np.ndarray], models: dict[str, Any], *,
         while len(vectors):
             take = vectors[:n_clip - filled]
             vectors = vectors[len(take):]
-            for name, backend in models.items():
-                errors[name][filled:filled + len(take)] = vector_errors(take, backend.run(take))
+            for window in windows.values():
+                window.add_vectors(take)
             filled += len(take)
             if filled == n_clip:
-                for name in models:
-                    scores[name].append(float(errors[name].sum() / (n_clip * spec.vector_size)))
+                for name, window in windows.items():
+                    scores[name].append(window.score())
+                    window.clear()
                 filled = 0
         if taken >= total:
             break

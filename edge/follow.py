@@ -13,7 +13,6 @@ sha256, so two bundles with the same version hold the same bytes.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -30,40 +29,20 @@ def bundle_version(path: str | os.PathLike) -> str:
     return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
 
 
-@dataclasses.dataclass
-class Loaded:
-    """A verified bundle with its model loaded, ready to score."""
-
-    bundle: Any
-    model_path: Path
-    threshold: Any
-    backend: Any
-    version: str
-    created: str | None
-
-
 def load(path: str | os.PathLike, *, backend: str | None, precision: str, threads: int,
-         expected_spec: Any = None) -> Loaded:
-    """Verify the bundle at ``path`` and load its model (as ``edge-ad run`` starts)."""
-    from . import backends
-    from .bundle import load_bundle
+         expected_spec: Any = None) -> Any:
+    """Verify the bundle at ``path`` and load its detector (as ``edge-ad run`` starts): an
+    :class:`edge.detector.BundleDetector`."""
+    from .detector import open_detector
 
-    version = bundle_version(path) if (Path(path) / "manifest.json").is_file() else ""
-    bundle = load_bundle(path, expected_spec=expected_spec)
-    name = backend or bundle.default_backend(precision)
-    model_path = bundle.model_path(backend=name, precision=precision)
-    threshold = bundle.threshold_for(model_path.name)
-    loaded = backends.load(model_path, num_threads=threads)
-    # The version read before the verification is the one verified only if it did not move.
-    if bundle_version(path) != version:
-        raise EdgeAdError(f"{path}: replaced again while it was being verified; checking later")
-    return Loaded(bundle, model_path, threshold, loaded, version, bundle.manifest.get("created"))
+    return open_detector(path, backend=backend, precision=precision, threads=threads,
+                         expected_spec=expected_spec)
 
 
 class BundleFollower:
     """Watches ``path`` for a replaced bundle; :meth:`poll` returns a verified one."""
 
-    def __init__(self, path: str | os.PathLike, current: Loaded, *, backend: str | None,
+    def __init__(self, path: str | os.PathLike, current: Any, *, backend: str | None,
                  precision: str, threads: int,
                  on_error: Callable[[str], None] = lambda message: None) -> None:
         self.path = Path(path)
@@ -81,7 +60,7 @@ class BundleFollower:
             return None
         return (d.st_ino, d.st_mtime_ns, m.st_ino, m.st_mtime_ns, m.st_size)
 
-    def poll(self, *, force: bool = False) -> Loaded | None:
+    def poll(self, *, force: bool = False) -> Any:
         """A newly verified bundle at the path, or None (unchanged, or refused and reported)."""
         stamp = self._read_stamp()
         if stamp == self._stamp and not force:
@@ -109,7 +88,7 @@ class BundleFollower:
             return None
         return new
 
-    def accept(self, new: Loaded) -> None:
+    def accept(self, new: Any) -> None:
         self.current = new
         self._reported = None
 

@@ -1,10 +1,11 @@
 """The streaming detector: audio blocks in, one decision every ``every`` seconds out.
 
 Per block: the front end turns samples into context vectors (SPEC 2, streaming: no
-padding); only those new vectors go through the model, and their squared errors go into
-a ring the length of the window. A decision scores the window with the training side's
-``A(X)`` (SPEC 4) over the errors in the ring, so the model work per decision is
-proportional to the new vectors, never to the window.
+padding); only those new vectors go through the model, and their feature rows (the
+squared error for SPEC 4's ``A(X)``, per-band errors and log-mel statistics for the other
+heads, :mod:`edge.heads`) go into a ring the length of the window. A decision scores the
+window with the same head and the same function of the summed rows as a training clip, so
+the model work per decision is proportional to the new vectors, never to the window.
 
 Decisions fall on audio time (every ``every_samples`` captured samples), not on the wall
 clock: a file read with ``--fast`` gives the same lines as the same audio at real time.
@@ -14,14 +15,16 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from .capture import CaptureStats
 from .decision import Alarm, AlarmRule, Decision, SignalCheck, utc_now
+from .detector import BundleDetector
 from .errors import SettingError
-from .scoring import vector_errors
+from .heads import Head
 from .spec import DEFAULT_SPEC, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -54,14 +57,15 @@ class Detector:
 
     Args:
         backend: anything with ``run((n, 640) float32) -> (n, 640) float32``.
+        head: the detector head scoring the window (default SPEC 4's ``A(X)``).
         cutoff: a window is anomalous when its score is above it.
         spec: the bundle's feature spec.
         window_s: window length in seconds (vectors: :func:`window_vectors`).
         every_s: seconds of audio between decisions.
         alarm: K-of-N rule.
         frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``,
-            or, for a backend with ``stream(spec)`` (the C int8 one), the whole path in C:
-            samples in, per-vector errors out, one call per block.
+            or, for a backend with ``stream(spec)`` (the C int8 one) and the ``A(X)`` head,
+            the whole path in C: samples in, per-vector errors out, one call per block.
         clock: monotonic clock (tests may pass their own).
         signal_check: the no-signal test on the raw samples of each window (None: off).
     """
@@ -69,27 +73,29 @@ class Detector:
     def __init__(self, backend: Backend, *, cutoff: float, spec: FeatureSpec = DEFAULT_SPEC,
                  window_s: float = 10.0, every_s: float = 1.0, alarm: AlarmRule = AlarmRule(),
                  frontend: Any = None, clock: Callable[[], float] = time.monotonic,
-                 signal_check: SignalCheck | None = SignalCheck()) -> None:
+                 signal_check: SignalCheck | None = SignalCheck(), head: Head | None = None) -> None:
+        from .heads import MSEHead
+
         self.backend = backend
+        self.head = head if head is not None else MSEHead(spec)
         self.cutoff = float(cutoff)
         self.spec = spec
         self.window_s = float(window_s)
         self.n_window = window_vectors(window_s, spec=spec)
         self.every_samples = max(1, int(round(every_s * spec.sample_rate)))
         self.alarm = Alarm(alarm)
+        scorer = BundleDetector(None, Path(getattr(backend, "path", "")), None, backend, self.head)
         make_stream = getattr(backend, "stream", None)
-        self._cstream = make_stream(spec) if frontend is None and make_stream is not None else None
+        self._cstream = (make_stream(spec) if frontend is None and make_stream is not None
+                         and isinstance(self.head, MSEHead) else None)
         self.frontend = frontend if frontend is not None else self._cstream or _frontend(spec)
         self.clock = clock
-        self._errors = np.zeros(self.n_window, dtype=np.float64)
-        self._filled = 0
+        self.window = scorer.window(self.n_window)
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
-        self._pos = 0
         self._samples = 0
         self._gaps = 0
         self._next_decision = self.every_samples
-        self.vectors_seen = 0
         # Raw-sample statistics per `every` step (min, max, samples at full scale, count)
         # over the last ceil(window / every) steps: the window is no_signal when one of its
         # steps is (see SignalCheck), reported with the newest such step's reason.
@@ -100,7 +106,7 @@ class Detector:
         self._seg = [32767, -32768, 0, 0]
         self.model_version: str | None = None   # stamped on every decision
 
-    def successor(self, backend: Backend, *, cutoff: float) -> "Detector":
+    def successor(self, backend: Backend, *, cutoff: float, head: Head | None = None) -> "Detector":
         """A detector for another model that continues this one's decision schedule.
 
         Call it right after a decision: the new detector frames the audio that follows
@@ -110,7 +116,7 @@ class Detector:
         """
         new = Detector(backend, cutoff=cutoff, spec=self.spec, window_s=self.window_s,
                        every_s=self.every_samples / self.spec.sample_rate, alarm=self.alarm.rule,
-                       clock=self.clock, signal_check=self.signal_check)
+                       clock=self.clock, signal_check=self.signal_check, head=head)
         new._samples, new._next_decision, new._gaps = self._samples, self._next_decision, self._gaps
         return new
 
@@ -147,32 +153,18 @@ class Detector:
         x = np.ascontiguousarray(x, dtype=np.float32)
         # Only the newest n_window vectors can matter: after a long block the rest would be
         # overwritten in the ring before any decision reads them.
-        x = x[-self.n_window:]
-        # A backend that computes the errors itself (the C one) saves a pass over the
-        # reconstructions in numpy.
-        errors = getattr(self.backend, "errors", None)
-        self._add_errors(errors(x) if errors is not None else vector_errors(x, self.backend.run(x)))
+        self.window.add_vectors(x)
 
-    def _add_errors(self, err: np.ndarray) -> None:
-        """Append per-vector errors to the window's ring (only the newest n_window count)."""
-        self.vectors_seen += len(err)
-        err = err[-self.n_window:]
-        k = len(err)
-        end = self._pos + k
-        if end <= self.n_window:
-            self._errors[self._pos:end] = err
-        else:
-            split = self.n_window - self._pos
-            self._errors[self._pos:] = err[:split]
-            self._errors[:k - split] = err[split:]
-        self._pos = end % self.n_window
-        self._filled = min(self.n_window, self._filled + k)
+    @property
+    def vectors_seen(self) -> int:
+        """Vectors that reached the window so far."""
+        return self.window.ring.seen
 
     def window_score(self) -> float:
-        """``A(X)`` of the vectors in the window (full window only)."""
-        # Summing n_window (about 300) float64 errors costs microseconds; the model is the
+        """The head's score of the vectors in the window (full window only)."""
+        # Summing n_window (about 300) feature rows costs microseconds; the model is the
         # work that matters, and it only ever sees new vectors.
-        return float(self._errors.sum() / (self.n_window * self.spec.vector_size))
+        return self.window.score()
 
     def push(self, samples: np.ndarray, stats: CaptureStats | None = None) -> list[Decision]:
         """Feed ``(n,) int16`` samples; return the decisions that fell due inside them.
@@ -194,7 +186,7 @@ class Detector:
             if self.signal_check is not None and take:
                 self._observe_raw(chunk)
             if self._cstream is not None:
-                self._add_errors(self._cstream.push(chunk))
+                self.window.add_rows(self._cstream.push(chunk))
             else:
                 self._add_vectors(self.frontend.push(chunk))
             self._samples += take
@@ -204,7 +196,7 @@ class Detector:
                 self._segments.append(tuple(self._seg))
                 self._seg = [32767, -32768, 0, 0]
                 self._flush()
-                if self._filled == self.n_window:
+                if self.window.full:
                     decisions.append(self._decide(stats))
         return decisions
 

@@ -185,6 +185,8 @@ def _mle_loc0(y: np.ndarray) -> tuple[float, float]:
     for _ in range(100):
         f = math.log(k) - digamma(k) - s
         df = 1.0 / k - trigamma(k)
+        if df == 0.0:               # k so large that 1/k and trigamma(k) agree: converged
+            break
         k_new = 1.0 / (1.0 / k + f / (k * k * df))
         if not k_new > 0:           # overshoot past 0: fall back to a damped step
             k_new = k / 2.0

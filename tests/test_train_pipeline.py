@@ -17,11 +17,11 @@ from edge.threshold import fit_gamma
 from train.cache import FeatureCache, VectorSet
 from train.fit import Recipe
 from train.pipeline import train_run
-from train.runs import RUN_FILES, RunError, load_run
+from train.runs import HEAD_FILES, RUN_FILES, RunError, load_run
 
 
 def test_run_folder_holds_every_contract_file(trained_run):
-    assert sorted(p.name for p in trained_run.path.iterdir() if p.is_file()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in trained_run.path.iterdir() if p.is_file()) == sorted(RUN_FILES + HEAD_FILES)
     state = torch.load(trained_run.path / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     doc = json.loads((trained_run.path / "clips.json").read_text())
@@ -120,7 +120,7 @@ def test_cache_lists_every_unreadable_file(tmp_path, tiny_plant):
 
 def test_train_cli_recipe_options_and_lr_schedule(tiny_plant, feature_cache_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["-q", "train", str(tiny_plant), "--out", str(out), "--epochs", "6", "--lr", "0.02",
+    rc = main(["-q", "train", str(tiny_plant), "--out", str(out), "--detector", "seed", "--epochs", "6", "--lr", "0.02",
                "--hidden", "64", "--bottleneck", "4", "--batch-size", "512", "--cache",
                str(feature_cache_dir), "--jobs", "1", "--threads", "1", "--free-loc", "--p", "0.2"])
     assert rc == 0

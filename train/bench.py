@@ -248,8 +248,9 @@ def load_variants(*, run: Any | None, bundle: Any | None) -> list[Variant]:
 
 
 def bench_accuracy(variants: list[Variant], clips: list[Any], vectors: Callable[[Any], np.ndarray],
-                   *, p: float = 0.1) -> dict[str, Any]:
-    """Per-ID and overall metrics of each variant on the same test clips."""
+                   *, p: float = 0.1, head: Any = None) -> dict[str, Any]:
+    """Per-ID and overall metrics of each variant on the same test clips, scored with the
+    detector ``head`` (default SPEC 4's ``A(X)``)."""
     if not clips:
         raise EdgeAdError("bench: no test clips to measure accuracy on")
     labels = np.array([1 if c.label == "anomaly" else 0 for c in clips])
@@ -257,7 +258,8 @@ def bench_accuracy(variants: list[Variant], clips: list[Any], vectors: Callable[
     xs = [vectors(c) for c in clips]
     out: dict[str, Any] = {}
     for v in variants:
-        scores = np.array([clip_score(x, v.run(x)) for x in xs])
+        scores = np.array([clip_score(x, v.run(x)) if head is None else
+                           head.clip_score(x, v.run(x) if head.needs_model else None) for x in xs])
         table = metrics.evaluate_table(scores, labels, ids, cutoff=v.cutoff, p=p)
         out[v.name] = {"table": table, "scores": scores.tolist()}
     return out
@@ -350,14 +352,13 @@ def time_edge_stream(bundle: Any, recording: str | Path, *, backend: str | None 
                      precision: str = "int8") -> dict[str, Any]:
     """Real-time factor of the stream loop alone (no process start-up): WAV blocks in,
     decisions out, through the same Detector ``edge-ad run`` uses."""
-    from edge import backends
     from edge.capture import FileSource
+    from edge.detector import open_detector
     from edge.stream import Detector
 
     backend = backend or bundle.default_backend(precision)
-    path = bundle.model_path(backend=backend, precision=precision)
-    det = Detector(backends.load(path, num_threads=1),
-                   cutoff=bundle.threshold_for(Path(path).name).cutoff, spec=bundle.spec)
+    loaded = open_detector(bundle, backend=backend, precision=precision)
+    det = Detector(loaded.backend, cutoff=loaded.cutoff, spec=bundle.spec, head=loaded.head)
     src = FileSource(recording, spec=bundle.spec, fast=True)
     blocks = list(src)
     n = sum(len(b) for b in blocks)

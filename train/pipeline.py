@@ -22,7 +22,8 @@ from edge.threshold import fit_gamma
 from . import metrics
 from .cache import FeatureCache, VectorSet
 from .datasets import TEST, TRAIN, VAL, read_dataset, resolve_root, summary
-from .fit import PCABaseline, Recipe, fit, observed_fpr, score_clips
+from .detectors import clip_sums, score_sums
+from .fit import PCABaseline, Recipe, fit, observed_fpr
 from .model import ModelConfig
 from .runs import Run, check_out, load_run, write_atomically, write_run
 
@@ -41,13 +42,18 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
               config: ModelConfig = ModelConfig(), recipe: Recipe = Recipe(), p: float = 0.1,
               floc: float | None = 0.0, cache_dir: str | os.PathLike | None = None, jobs: int = 2,
               channel: int = 0, mix: bool = False, spec: FeatureSpec = DEFAULT_SPEC,
-              force: bool = False, progress: bool = True, cutoff_on: str = VAL) -> Run:
+              force: bool = False, progress: bool = True, cutoff_on: str = VAL,
+              detector: str = "seed") -> Run:
     """Train one model across the IDs of a machine type and write RUN (see :mod:`train.runs`).
 
     The gamma cutoff is fitted to the scores of normal clips the model did not train on
     (``cutoff_on="val"``, the default): fitted to training clips, which the autoencoder has
     learned, it lets two to four times p of unseen normal clips through. ``"train"`` is the
     seed's fit, kept for comparison with it.
+
+    ``detector`` names the head that scores clips and windows (:mod:`train.detectors`); it is
+    fitted on the normal training clips and written into RUN (``head.json``, ``head.bin``).
+    ``recipe`` is used as given: :func:`train.detectors.recipe_for` gives each detector's.
 
     Raises:
         DatasetError, AudioError, RunError: a bad dataset, unreadable file, taken RUN.
@@ -56,7 +62,11 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
 
     from edge import __version__
 
+    from .detectors import DETECTORS, clip_sums, feature_head, fit_head, score_sums
+
     out = Path(out)
+    if detector not in DETECTORS:
+        raise DatasetError(f"detector {detector!r}: expected one of {sorted(DETECTORS)}")
     if cutoff_on not in (VAL, TRAIN):
         raise DatasetError(f"cutoff_on={cutoff_on!r}: expected {VAL!r} or {TRAIN!r}")
     check_out(out, force=force)          # before any work: refuse early
@@ -89,7 +99,13 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
 
     t2 = time.perf_counter()
     all_set = VectorSet(cache, [c.path for c in clips])
-    scores = score_clips(model, all_set)
+    head = feature_head(detector, spec)
+    sums = clip_sums(model, all_set, head)
+    counts = np.asarray(all_set.counts)
+    fit_rows = (split_of == TRAIN) & normal
+    ids = np.array([c.id for c in clips])
+    head = fit_head(head, sums[fit_rows], counts[fit_rows], ids[fit_rows])
+    scores = score_sums(head, sums, counts)
     threshold = fit_gamma(scores[(split_of == cutoff_on) & normal], p=p, floc=floc)
     timings["score_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
@@ -102,6 +118,8 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
              f"{fpr['val']:.4f}" if fpr["val"] is not None else "n/a", p)
     info: dict[str, Any] = {
         "schema": 1,
+        "detector": detector,
+        "head": head.describe(),
         "data": str(root),
         "machine": machine_name,
         "seed": recipe.seed,
@@ -122,7 +140,7 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
     }
     write_atomically(out, lambda d: write_run(d, model=model, spec=spec, threshold=threshold,
                                               root=root, machine=machine_name, clips=clips,
-                                              scores=scores, info=info), force=force)
+                                              scores=scores, info=info, head=head), force=force)
     return load_run(out)
 
 
@@ -140,13 +158,14 @@ def evaluate_run(run: Run, *, jobs: int = 2, progress: bool = True, baseline: bo
     cache = run.cache
     cache.ensure([c.path for c in run.clips], jobs=jobs, progress=progress)
     test_set = VectorSet(cache, [c.path for c in test])
-    scores = score_clips(run.model, test_set)
+    scores = score_sums(run.head, clip_sums(run.model, test_set, run.head), test_set.counts)
     labels = np.array([c.is_anomaly for c in test])
     ids = [c.id for c in test]
     p = run.threshold.p
     table = metrics.evaluate_table(scores, labels, ids, cutoff=run.threshold.cutoff, p=p)
     cutoff_on = run.info.get("cutoff_on", TRAIN)
     out: dict[str, Any] = {"run": str(run.path), "machine": run.machine, "p": p,
+                           "detector": run.info.get("detector", "seed"),
                            "threshold": run.threshold.to_dict(), "table": table,
                            "cutoff_on": cutoff_on,
                            "observed_fpr": observed_fpr_table(run, scores, test,
@@ -174,6 +193,75 @@ def evaluate_run(run: Run, *, jobs: int = 2, progress: bool = True, baseline: bo
             row["fault"] = faults.get(row["path"])
         out["clips"].append(row)
     return out
+
+
+def compare_detectors(run: Run, *, jobs: int = 2, progress: bool = True) -> dict[str, Any]:
+    """Every head the run's network supports side by side (``evaluate --detector all``).
+
+    One pass of the network over every clip gives the feature sums of all heads
+    (:func:`train.detectors.union_head`); each head is fitted on the normal training
+    clips, its gamma cutoff on the clips the run's cutoff was fitted on, and scored on the
+    test clips. The run's own detector is among them (scored the same way, so its column
+    equals :func:`evaluate_run`'s table up to the refit).
+
+    Returns:
+        ``{"run", "machine", "p", "network": the run's detector, "detectors": {name:
+        evaluate_table(...)}, "clips": [{path, id, label, name: score...}]}``.
+    """
+    from .detectors import all_heads, fit_head, head_sums, split_union, union_head
+
+    cache = run.cache
+    cache.ensure([c.path for c in run.clips], jobs=jobs, progress=progress)
+    clips = run.clips
+    vectors = VectorSet(cache, [c.path for c in clips])
+    counts = np.asarray(vectors.counts)
+    parts = split_union(clip_sums(run.model, vectors, union_head(run.spec)), run.spec)
+    split_of = np.array([c.split for c in clips])
+    labels = np.array([bool(c.is_anomaly) for c in clips])
+    fit_rows = (split_of == TRAIN) & ~labels
+    cut_rows = (split_of == run.info.get("cutoff_on", TRAIN)) & ~labels
+    test = split_of == TEST
+    ids = [c.id for c, t in zip(clips, test) if t]
+    all_ids = np.array([c.id for c in clips])
+    p = run.threshold.p
+    out: dict[str, Any] = {"run": str(run.path), "machine": run.machine, "p": p,
+                           "network": run.info.get("detector", "seed"), "detectors": {},
+                           "clips": [{"path": c.to_dict(run.root)["path"], "id": c.id,
+                                      "label": c.label} for c, t in zip(clips, test) if t]}
+    for name, head in all_heads(run.spec).items():
+        sums = head_sums(name, parts)
+        head = fit_head(head, sums[fit_rows], counts[fit_rows], all_ids[fit_rows])
+        scores = score_sums(head, sums, counts)
+        cutoff = fit_gamma(scores[cut_rows], p=p).cutoff
+        label = name if out["network"] != "seed" else f"{name} (seed network)"
+        out["detectors"][label] = metrics.evaluate_table(scores[test], labels[test], ids,
+                                                         cutoff=cutoff, p=p)
+        for row, v in zip(out["clips"], scores[test]):
+            row[label] = float(v)
+    return out
+
+
+def _comparison_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    names = list(result["detectors"])
+    ids = list(next(iter(result["detectors"].values()))["per_id"])
+    head = ["ID", *names]
+    rows = [[i, *(f"{result['detectors'][n]['per_id'][i]['auc']:.4f}" for n in names)] for i in ids]
+    rows.append(["mean AUC", *(f"{result['detectors'][n]['overall']['mean_auc']:.4f}" for n in names)])
+    rows.append(["mean pAUC", *(f"{result['detectors'][n]['overall']['mean_pauc']:.4f}" for n in names)])
+    return head, rows
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """Per-ID AUC (and the mean pAUC) of every detector, one column each."""
+    head, rows = _comparison_rows(result)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in [head, *rows])
+
+
+def markdown_comparison(result: dict[str, Any]) -> str:
+    head, rows = _comparison_rows(result)
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
 
 
 def observed_fpr_table(run: Run, test_scores: np.ndarray, test: list, *, cutoff: float

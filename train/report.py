@@ -102,13 +102,13 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
     ax1.hist(train_scores, bins=min(50, max(10, len(train_scores) // 4)), color="tab:blue", alpha=0.8)
     ax1.axvline(th.cutoff, color="tab:red", ls="--", label=f"cutoff {th.cutoff:.4g} (p={th.p:g})")
     ax1.set_ylabel("count")
-    ax1.set_title(f"Histogram of A on {fit_name} clips (the cutoff's fit) with fitted gamma PDF")
+    ax1.set_title(f"Scores of the {fit_name} clips (the cutoff's fit), fitted gamma PDF")
     ax1.legend()
     t = np.linspace(max(th.loc, 0.0) + 1e-12, max(train_scores.max(), th.cutoff) * 1.2, 500)
     ax2.plot(t, np.exp(gamma_logpdf(t, shape=th.shape, scale=th.scale, loc=th.loc)), color="tab:orange")
     ax2.axvline(th.cutoff, color="tab:red", ls="--")
     ax2.set_ylabel("gamma density")
-    ax2.set_xlabel("reconstruction error A")
+    ax2.set_xlabel(f"clip score ({run.head.describe()})")
     figures.append(("train_scores_gamma.png", f"Scores of the {fit_name} clips, fitted gamma "
                     "density and the cutoff"))
     fig.tight_layout()
@@ -188,6 +188,27 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
     fig.savefig(out / figures[-1][0], dpi=110)
     plt.close(fig)
 
+    comparison = result.get("comparison")
+    if comparison:
+        # 6. evaluate --detector all: per-ID AUC of every detector, side by side
+        names = list(comparison["detectors"])
+        ids = list(comparison["detectors"][names[0]]["per_id"])
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(ids) + 2), 3.8))
+        width = 0.8 / len(names)
+        for k, name in enumerate(names):
+            per_id = comparison["detectors"][name]["per_id"]
+            ax.bar(np.arange(len(ids)) + k * width, [per_id[i]["auc"] for i in ids], width,
+                   label=f"{name} (mean {comparison['detectors'][name]['overall']['mean_auc']:.3f})")
+        ax.set_xticks(np.arange(len(ids)) + 0.4 - width / 2, ids)
+        ax.set_ylim(0.4, 1.0)
+        ax.set_ylabel("AUC (test clips)")
+        ax.set_title("Detectors side by side")
+        ax.legend(fontsize=8, loc="lower right")
+        figures.append(("detectors.png", "Per-ID AUC of every detector on the same test clips"))
+        fig.tight_layout()
+        fig.savefig(out / figures[-1][0], dpi=110)
+        plt.close(fig)
+
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     fpr_obs = result.get("observed_fpr") or {}
     base = result.get("baseline_pca")
@@ -214,6 +235,13 @@ def write_report(run: Run, result: dict[str, Any], *, out: str | os.PathLike) ->
         for name, row in result["per_fault"].items():
             pca = f"{row['pca_auc']:.4f}" if "pca_auc" in row else "n/a"
             lines.append(f"| {name} | {row['n']} | {row['auc']:.4f} | {pca} |")
+    if comparison:
+        from .pipeline import markdown_comparison
+
+        lines += ["", "## Detectors side by side (`--detector all`)", "",
+                  f"Every head on this run's network ({comparison['network']}), each fitted on the "
+                  "normal training clips, on the same test clips.", "",
+                  markdown_comparison(comparison)]
     lines += ["", "## Figures", ""]
     for name, caption in figures:
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]

@@ -10,7 +10,9 @@
     RUN/clips.json          {"root": data folder, "machine", "clips": [{path (relative to
                             root), machine, id, label: normal|anomaly, split: train|val|test}]}
     RUN/scores.json         {"model": "autoencoder", "clips": [{path, score}]} every clip
-    RUN/train.json          recipe, seed, history, timings, cache folder, observed FPRs
+    RUN/train.json          detector, recipe, seed, history, timings, cache folder, observed FPRs
+    RUN/head.json, head.bin the detector's head (edge.heads), fitted on normal training
+                            clips; absent in runs from before heads (scored with A(X))
 
 A run is written into a temporary folder beside RUN and swapped into place when complete
 (:mod:`edge.atomic`, the same mechanism as bundles), so a failed, interrupted or killed
@@ -37,6 +39,8 @@ from .datasets import Clip
 
 RUN_FILES = ("model.pt", "model.json", "feature_spec.json", "threshold.json", "clips.json",
              "scores.json", "train.json")
+#: written by every training since detector heads; a RUN without them scores with A(X)
+HEAD_FILES = ("head.json", "head.bin")
 
 
 #: Largest layer a RUN's model.json may ask for: the seed's is 128; a hostile 10**9 would
@@ -90,16 +94,21 @@ def write_atomically(out: str | os.PathLike, fill: Callable[[Path], None], *, fo
 
 def write_run(directory: Path, *, model: Any, spec: FeatureSpec, threshold: Threshold,
               root: Path, machine: str, clips: list[Clip], scores: np.ndarray,
-              info: dict[str, Any]) -> None:
+              info: dict[str, Any], head: Any = None) -> None:
     """Write every RUN file into ``directory`` (a fresh folder; see :func:`write_atomically`)."""
+    from edge.heads import head_files
+
     from .model import save
 
     save(model, directory)
+    if head is not None:
+        for name, data in head_files(head).items():
+            (directory / name).write_bytes(data)
     (directory / "feature_spec.json").write_text(spec.to_json() + "\n")
     threshold.save(directory / "threshold.json")
     _json(directory / "clips.json", {"root": str(root), "machine": machine,
                                       "clips": [c.to_dict(root) for c in clips]})
-    _json(directory / "scores.json", {"model": "autoencoder", "clips": [
+    _json(directory / "scores.json", {"model": info.get("detector", "seed"), "clips": [
         {"path": c.to_dict(root)["path"], "score": float(s)} for c, s in zip(clips, scores)]})
     _json(directory / "train.json", info)
 
@@ -118,6 +127,12 @@ class Run:
     clips: list[Clip]
     scores: dict[str, float]
     info: dict[str, Any]
+    head: Any = None
+
+    def __post_init__(self) -> None:
+        if self.head is None:
+            from edge.heads import MSEHead
+            self.head = MSEHead(self.spec)
 
     @property
     def cache(self) -> FeatureCache:
@@ -211,6 +226,12 @@ def load_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None) 
         raise RunError(f"{path / 'model.pt'}: cannot be read as the RUN's weights "
                        f"({type(e).__name__}: {first or 'no detail'}); expected the file "
                        "edge-ad train wrote (a state dict; no pickled code is ever run)") from None
+    from edge.heads import load_head
+
+    try:
+        head = load_head(path, spec)
+    except EdgeAdError as e:
+        raise RunError(str(e)) from None
     return Run(path=path, model=model, model_config=config, spec=spec, threshold=threshold,
                root=root, machine=str(clips_doc.get("machine", "")), clips=clips,
-               scores=scores, info=info)
+               scores=scores, info=info, head=head)

@@ -57,8 +57,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _models(bundle: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from ..backends import load
     from ..bundle import C_INT8_FILE, C_SOURCE_FILE, MODEL_FILES
+    from ..detector import open_detector
     from ..errors import BackendError, EdgeAdError
 
     if args.backend == "c":
@@ -76,8 +76,8 @@ def _models(bundle: Any, args: argparse.Namespace) -> dict[str, Any]:
     models = {}
     for name in wanted:
         try:
-            path = bundle.path / (C_INT8_FILE if use_c and name == C_SOURCE_FILE else name)
-            models[name] = load(path, num_threads=args.threads)
+            models[name] = open_detector(bundle, threads=args.threads, model_file=(
+                C_INT8_FILE if use_c and name == C_SOURCE_FILE else name))
         except BackendError as e:
             if args.backend is not None:
                 raise

@@ -98,7 +98,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def open_bundle(args: argparse.Namespace) -> Any:
-    """Verify the bundle, then load the chosen model: a :class:`edge.follow.Loaded`."""
+    """Verify the bundle, then load the chosen model: a :class:`edge.detector.BundleDetector`."""
     from ..follow import load
 
     return load(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         source = open_source(args.device, spec=bundle.spec, fast=args.fast, loop=args.loop)
         detector = Detector(backend, cutoff=threshold.cutoff, spec=bundle.spec, window_s=window_s,
-                            every_s=every_s, alarm=rule, signal_check=check)
+                            every_s=every_s, alarm=rule, signal_check=check, head=current.head)
         detector.model_version = current.version
         out = LineWriter(args.json_out)
     except BaseException:
@@ -252,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
                 n = detector.samples_to_decision
                 decisions += detector.push(block[:n], source.stats)
                 block = block[n:]
-                successor = detector.successor(pending.backend, cutoff=pending.threshold.cutoff)
+                successor = detector.successor(pending.backend, cutoff=pending.threshold.cutoff,
+                                               head=pending.head)
                 successor.model_version = pending.version
                 log.info("new bundle %s (model %s, %s) verified; it takes over once its %.3g s "
                          "window is full, from stream second %.6f", pending.bundle.path,

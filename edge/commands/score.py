@@ -35,37 +35,38 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
-def score_file(path: str, backend: Any, *, spec: Any, channel: int = 0, mix: bool = False) -> float:
-    """``A(X)`` of one recording through ``backend``: the seed-padded clip streamed through
-    the front end in blocks (memory independent of the recording's length); the same
-    vectors and the same float64 sum as ``clip_score(clip_features(load(path)))``."""
+def score_file(path: str, detector: Any, *, spec: Any, channel: int = 0, mix: bool = False) -> float:
+    """The score of one recording through ``detector`` (an :class:`edge.detector.BundleDetector`):
+    the seed-padded clip streamed through the front end in blocks (memory independent of
+    the recording's length); the same vectors and the same float64 sums as training's score
+    of ``clip_features(load(path))``."""
     import numpy as np
 
     from ..audio import AudioStream
     from ..features import stream_vectors
-    from ..scoring import vector_errors
 
     stream = AudioStream(path, spec=spec, channel=channel, mix=mix)
-    # One float64 error per vector (8 bytes; 0.9 MB for an hour) summed at once, as
-    # clip_score sums them.
-    errors = [vector_errors(x, backend.run(x)) for x in stream_vectors(stream, spec=spec)]
-    e = np.concatenate(errors)
-    return float(e.sum() / (len(e) * spec.vector_size))
+    # One row of feature sums per block (the head's width: 1 value for A(X)), summed at once.
+    total, n = np.zeros(detector.head.width), 0
+    for x in stream_vectors(stream, spec=spec):
+        total += detector.features(x).sum(0)
+        n += len(x)
+    return detector.head.score(total, n)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import load_bundle
+    from ..detector import open_detector
     from ..errors import EXIT_BAD_INPUT, EdgeAdError
 
-    bundle = load_bundle(args.bundle)
-    args.backend = args.backend or bundle.default_backend(args.precision)
-    backend, threshold = bundle.load_backend(args.backend, args.precision, num_threads=args.threads)
-    model = bundle.model_path(args.backend, args.precision).name
+    detector = open_detector(args.bundle, backend=args.backend, precision=args.precision,
+                             threads=args.threads)
+    bundle, backend, threshold = detector.bundle, detector.backend, detector.threshold
+    model = detector.model_path.name
     clips: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     for path in args.files:
         try:
-            score = score_file(path, backend, spec=bundle.spec, channel=args.channel, mix=args.mix)
+            score = score_file(path, detector, spec=bundle.spec, channel=args.channel, mix=args.mix)
         except EdgeAdError as e:
             # One unusable recording should not hide the scores of the others.
             print(f"edge-ad score: error: {e}", file=sys.stderr)

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"machine": bench.machine_info()}
     variants = bench.load_variants(run=run_obj, bundle=bundle_obj)
     log.info("accuracy of %s on %d test clips", ", ".join(v.name for v in variants), len(clips))
-    result["accuracy"] = bench.bench_accuracy(variants, clips, vectors)
+    result["accuracy"] = bench.bench_accuracy(variants, clips, vectors,
+                                              head=(bundle_obj or run_obj).head)
     x = vectors(next(c for c in clips))
     log.info("inference latency (1 thread)")
     result["latency"] = bench.bench_latency(variants, x, repeat_vector=60 if args.quick else 300,

@@ -19,13 +19,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the figures")
     p.add_argument("--no-baseline", action="store_true", help="skip the PCA baseline")
     p.add_argument("--jobs", type=int, default=2, help="processes computing missing features (default 2)")
+    p.add_argument("--detector", choices=["run", "all"], default="run",
+                   help="run: the RUN's own detector (default); all: also every head the RUN's "
+                   "network supports (ae, ae-maha, stats, ensemble), fitted on the same "
+                   "training clips and compared on the same test clips, in one table and figure")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from train.pipeline import evaluate_run, format_faults, format_table
+    from train.pipeline import compare_detectors, evaluate_run, format_comparison, format_faults, format_table
     from train.runs import load_run
 
     if args.jobs < 1:
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                            f"(pass --data if the dataset moved), e.g. {missing[0]}")
     result = evaluate_run(run_, jobs=args.jobs, progress=args.progress and not args.json,
                           baseline=not args.no_baseline)
+    if args.detector == "all":
+        result["comparison"] = compare_detectors(run_, jobs=args.jobs, progress=False)
     report = None
     if not args.no_report:
         from train.report import write_report
@@ -59,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         from train.report import fpr_sentence
 
         print(fpr_sentence(result["observed_fpr"], result["p"]))
+        if result.get("comparison"):
+            print("detectors side by side (AUC per ID, test clips):")
+            print(format_comparison(result["comparison"]))
         if result.get("per_fault"):
             print("synthetic fault families (all IDs, against the normal test clips):")
             print(format_faults(result))

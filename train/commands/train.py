@@ -5,6 +5,8 @@ import argparse
 
 from edge.options import threads_arg
 
+from train.detectors import DEFAULT_DETECTOR, DETECTORS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,11 +20,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="output RUN folder")
     p.add_argument("--machine", help="machine type, where DATA holds several (default: the only "
                    "one in DATA)")
+    p.add_argument("--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR,
+                   help=f"what scores a window (default {DEFAULT_DETECTOR}): " + "; ".join(
+                       f"{d.name}: {d.help}" for d in DETECTORS.values()))
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: the detector's recipe; seed 30, others at most 30 "
+                   "with early stopping)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="vectors per mini-batch (default: half the training vectors, the seed's)")
-    p.add_argument("--lr", type=float, default=1e-2, help="initial learning rate (default 1e-2)")
+                   help="vectors per mini-batch (default: the detector's recipe; seed: half "
+                   "the training vectors, others 512)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate (default: the detector's recipe; seed 1e-2, others 1e-3)")
     p.add_argument("--hidden", default="128,128", help="encoder layer sizes, mirrored (default 128,128)")
     p.add_argument("--bottleneck", type=int, default=8, help="bottleneck size (default 8)")
     p.add_argument("--p", type=float, default=0.1, help="intended false-positive rate of the cutoff (default 0.1)")
@@ -46,8 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.errors import EdgeAdError
 
+    from train.detectors import recipe_for
     from train.model import ModelConfig
-    from train.fit import Recipe
     from train.pipeline import hidden_sizes, train_run
 
     try:
@@ -55,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise EdgeAdError(str(e)) from None
     for name, value, ok, expected in [
-            ("--epochs", args.epochs, args.epochs >= 1, "a whole number >= 1"),
-            ("--lr", args.lr, args.lr > 0, "a number > 0"),
+            ("--epochs", args.epochs, args.epochs is None or args.epochs >= 1, "a whole number >= 1"),
+            ("--lr", args.lr, args.lr is None or args.lr > 0, "a number > 0"),
             ("--bottleneck", args.bottleneck, args.bottleneck >= 1, "a whole number >= 1"),
             ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
             ("--jobs", args.jobs, args.jobs >= 1, "a whole number >= 1"),
@@ -64,19 +73,20 @@ def run(args: argparse.Namespace) -> int:
              "a whole number >= 2")]:
         if not ok:
             raise EdgeAdError(f"{name} {value}: out of range, expected {expected}")
-    recipe = Recipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                    threads=args.threads)
+    recipe = recipe_for(args.detector, seed=args.seed, threads=args.threads, epochs=args.epochs,
+                        lr=args.lr, batch_size=args.batch_size)
     run_ = train_run(args.data, args.out, machine=args.machine,
                      config=ModelConfig(hidden=hidden, bottleneck=args.bottleneck), recipe=recipe,
                      p=args.p, floc=None if args.free_loc else 0.0, cache_dir=args.cache,
                      jobs=args.jobs, channel=args.channel, mix=args.mix, force=args.force,
-                     progress=args.progress, cutoff_on=args.cutoff_on)
+                     progress=args.progress, cutoff_on=args.cutoff_on, detector=args.detector)
     info = run_.info
     fpr = info["observed_fpr"]
     last = info["history"][-1]
     shown = ", ".join(f"{split} {fpr[split]:.4f}" if fpr.get(split) is not None else f"{split} n/a"
                       for split in ("train", "val", "test"))
-    print(f"trained {run_.machine}: {info['n_vectors']['train']} training vectors from "
+    print(f"trained {run_.machine} ({args.detector}: {run_.head.describe()}): "
+          f"{info['n_vectors']['train']} training vectors from "
           f"{sum(v.get('train/normal', 0) for v in info['clips'].values())} clips, "
           f"{len(info['history'])} epochs, final loss train {last['train_loss']:.5f} "
           f"val {last['val_loss']:.5f}")

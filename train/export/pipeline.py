@@ -4,8 +4,9 @@
 2. Draw a seeded sample of training vectors for calibration.
 3. Convert: float and int8 ONNX (:mod:`.onnx`), float and int8 TFLite (:mod:`.tflite`).
    Float is always built, since it is the reference the int8 model is judged against.
-4. Score every clip with every model through the edge backends, exactly as the board
-   will (int8 output dequantised, compared with the float input, SPEC 4).
+4. Score every clip with every model through the edge backends and the run's detector
+   head, exactly as the board will (int8 output dequantised, compared with the float
+   input, SPEC 4). The head (``head.json``, ``head.bin``) goes into the bundle.
 5. Refit the gamma cutoff of each model file on its own scores of the clips the run's
    cutoff was fitted on (validation clips by default, training clips for a run trained
    with the seed's ``--cutoff-on train``), so each keeps the intended false-positive rate p.
@@ -30,7 +31,6 @@ from edge import bundle as bundle_mod
 from edge.atomic import scratch_dir
 from edge.backends import load as load_backend
 from edge.errors import EdgeAdError, QuantizationGateError
-from edge.scoring import clip_score
 from edge.threshold import FIT_LOC0, fit_gamma
 
 from . import gate as gate_mod
@@ -143,13 +143,15 @@ def _score_all(run: Any, paths: dict[str, Path], *, progress: bool) -> dict[str,
     backends = {name: load_backend(p) for name, p in sorted(paths.items())}
     scores = {name: np.empty(len(run.clips)) for name in ["torch", *backends]}
     model = run.model.eval()
+    head = run.head      # the run's detector head: the board scores with the same one
     for i, clip in enumerate(tqdm(run.clips, desc="scoring clips", unit="clip",
                                   disable=not progress, leave=False)):
         x = run.vectors(clip)
         with torch.no_grad():
-            scores["torch"][i] = clip_score(x, model(torch.from_numpy(x)).numpy())
+            recon = model(torch.from_numpy(x)).numpy() if head.needs_model else None
+        scores["torch"][i] = head.clip_score(x, recon)
         for name, backend in backends.items():
-            scores[name][i] = clip_score(x, backend.run(x))
+            scores[name][i] = head.clip_score(x, backend.run(x) if head.needs_model else None)
     return scores
 
 
@@ -284,6 +286,8 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         raise err
 
     info = {
+        "detector": run.info.get("detector", "seed"),
+        "head": run.head.describe(),
         "models": {n: models_info[n] for n in shipped},
         "gate": gate,
         "torch_metrics": torch_metrics,
@@ -298,12 +302,15 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         "threshold_fit": {"p": p, "fit": run.threshold.fit,
                           "on": f"each model's own scores of the run's {fit_on} normal clips"},
     }
+    from edge.heads import head_files
+
     from .dense import bundle_files as c_network_files   # the C kernel's copy of int8 TFLite
 
     written = bundle_mod.write_bundle(out, models={n: model_bytes[n] for n in shipped},
                                       spec=run.spec, thresholds={n: thresholds[n] for n in shipped},
-                                      info=info, extra_files=c_network_files(
-                                          {n: model_bytes[n] for n in shipped}))
+                                      info=info, extra_files={**c_network_files(
+                                          {n: model_bytes[n] for n in shipped}),
+                                          **head_files(run.head)})
     summary["bundle"] = str(written.path)
     for n in shipped:
         summary["models"][n]["sha256"] = written.manifest["files"][n]["sha256"]
