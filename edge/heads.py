@@ -366,7 +366,10 @@ def load_head(directory: str | Path, spec: FeatureSpec) -> Head:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc, dict) or doc.get("schema") != 1:
             raise ValueError("expected schema 1")
-        data = np.frombuffer((directory / HEAD_BIN).read_bytes(), dtype="<f8")
+        raw = (directory / HEAD_BIN).read_bytes()
+        if len(raw) % 8:
+            raise ValueError(f"{HEAD_BIN} holds {len(raw)} bytes, not a whole number of float64 values")
+        data = np.frombuffer(raw, dtype="<f8")
         return _from_doc(doc["head"], data, spec)
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as e:
         raise BundleError(f"{path}: not a valid detector head ({e}); expected the "

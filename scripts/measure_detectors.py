@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Measure every detector on synthetic plants the defaults were not chosen on.
+
+For each plant and training seed:
+
+1. ``edge-ad synth`` the plant (its own seed, machine, SNR and fault families);
+2. train the seed's detector and the default detector (``edge-ad train`` defaults);
+3. ``evaluate --detector all`` on the default run's network (every head side by side,
+   float, torch) and the seed run's own table;
+4. export the default run (int8 TFLite + the C network, the gate) and score every test clip
+   through the bundle *as the board scores it* (``edge-ad score``'s path: streamed front
+   end, the default int8 backend, the bundle's head), per-ID AUC.
+
+The default detector was chosen on the dev plant (``edge-ad synth`` seed 0: fan, 6 dB, the
+four default fault families) only; plants A-D differ in seed, machine, SNR, fault families
+and layout, and their figures are what docs/detectors.md reports.
+
+    .venv/bin/python scripts/measure_detectors.py --out /tmp/measure --plants A B C D --seeds 0 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+PLANTS = {
+    # name: synth options, layout
+    "dev": dict(machine="fan", ids=(0, 2, 4, 6), seed=0, snr_db=6.0, faults=None, dcase=False),
+    "A": dict(machine="fan", ids=(1, 3, 5, 7), seed=11, snr_db=6.0, faults=None, dcase=False),
+    "B": dict(machine="pump", ids=(0, 2, 4), seed=12, snr_db=0.0, faults=None, dcase=False),
+    "C": dict(machine="fan", ids=(0, 2, 4, 6), seed=13, snr_db=6.0,
+              faults=("looseness", "cavitation"), dcase=False),
+    "D": dict(machine="slider", ids=(0, 2, 4), seed=14, snr_db=-3.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=True),
+}
+
+
+def make_plant(name: str, out: Path) -> Path:
+    from train.synth import FAULTS, copy_as_dcase, write_plant
+
+    o = PLANTS[name]
+    root = out / f"plant-{name}"
+    if (root / "ready").is_file():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    raw = root / "mimii" if o["dcase"] else root
+    write_plant(raw, machine=o["machine"], ids=o["ids"], seed=o["seed"], snr_db=o["snr_db"],
+                faults=o["faults"] or FAULTS, jobs=2, progress=False)
+    if o["dcase"]:
+        copy_as_dcase(raw / o["machine"], root / "dcase" / o["machine"], test_normals=13)
+        shutil.rmtree(raw)
+    (root / "ready").write_text("")
+    return root / "dcase" if o["dcase"] else root
+
+
+def board_aucs(bundle: Path, run: object) -> dict[str, float]:
+    """Per-ID AUC of the test clips scored through the bundle as ``edge-ad score`` does."""
+    from edge.commands.score import score_file
+    from edge.detector import open_detector
+    from train import metrics
+
+    det = open_detector(bundle)
+    test = run.clips_in("test")
+    scores = np.array([score_file(str(c.path), det, spec=det.spec) for c in test])
+    labels = np.array([int(c.is_anomaly) for c in test])
+    ids = np.array([c.id for c in test])
+    out = {i: metrics.auc(labels[ids == i], scores[ids == i]) for i in sorted(set(ids))}
+    out["backend"] = f"{det.backend.name} {det.precision}"
+    return out
+
+
+def measure(name: str, seed: int, out: Path, *, cache: Path) -> dict:
+    from train.detectors import DEFAULT_DETECTOR, recipe_for
+    from train.export.pipeline import export_run
+    from train.pipeline import compare_detectors, evaluate_run, train_run
+
+    data = make_plant(name, out)
+    row: dict = {"plant": name, "seed": seed, **{k: v for k, v in PLANTS[name].items()}}
+    t0 = time.time()
+    runs = {}
+    for det in ("seed", DEFAULT_DETECTOR):
+        runs[det] = train_run(data, out / f"run-{name}-{seed}-{det}", recipe=recipe_for(det, seed=seed, threads=1),
+                              detector=det, cache_dir=cache, force=True, progress=False)
+    row["seed_table"] = {i: r["auc"] for i, r in evaluate_run(runs["seed"], baseline=False,
+                                                               progress=False)["table"]["per_id"].items()}
+    comp = compare_detectors(runs[DEFAULT_DETECTOR], progress=False)
+    row["float"] = {d: {i: r["auc"] for i, r in t["per_id"].items()} for d, t in comp["detectors"].items()}
+    bundle = out / f"bundle-{name}-{seed}"
+    summary = export_run(runs[DEFAULT_DETECTOR], bundle, formats=("tflite",))
+    row["gate"] = {k: summary["gate"][k] for k in ("passed", "agreement") if k in summary["gate"]}
+    row["board"] = board_aucs(bundle, runs[DEFAULT_DETECTOR])
+    row["seconds"] = time.time() - t0
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/edge-ad-measure"))
+    ap.add_argument("--plants", nargs="+", default=["A", "B", "C", "D"], choices=list(PLANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    for name in args.plants:
+        for seed in args.seeds:
+            row = measure(name, seed, args.out, cache=args.out / "cache")
+            with results.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+            b = {k: v for k, v in row["board"].items() if k != "backend"}
+            print(f"plant {name} seed {seed}: board ({row['board']['backend']}) mean AUC "
+                  f"{np.mean(list(b.values())):.4f} min {min(b.values()):.4f}; seed detector "
+                  f"{np.mean(list(row['seed_table'].values())):.4f}; "
+                  + ", ".join(f"{d} {np.mean(list(v.values())):.4f}" for d, v in row["float"].items())
+                  + f" ({row['seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
