@@ -19,22 +19,56 @@ from .errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EdgeAdError
 
 OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 
-# name -> (module, one-line help). Training-side commands live in ``train`` and are
-# looked up by name only, so importing edge never imports train.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "features": ("edge.commands.features", "compute context vectors of recordings (.npy)"),
-    "synth": ("train.commands.synth", "generate a synthetic plant in MIMII layout"),
-    "train": ("train.commands.train", "train the autoencoder on normal clips"),
-    "evaluate": ("train.commands.evaluate", "per-ID AUC/pAUC table, figures and report"),
-    "export": ("train.commands.export", "quantise to int8 TFLite/ONNX and write a verified bundle"),
-    "fleet": ("train.commands.fleet", "train and export one model per machine type on a Dask cluster"),
-    "score": ("edge.commands.score", "score recordings with a bundle"),
-    "run": ("edge.commands.run", "stream audio from a device, file or stdin and emit decisions"),
-    "calibrate": ("edge.commands.calibrate", "refit the cutoff on site from normal operation"),
-    "bench": ("train.commands.bench", "latency and accuracy, float against int8"),
-    "demo": ("train.commands.demo", "the whole job end to end on a synthetic plant"),
+# name -> one-line help, in the order --help lists them. The board's own commands are
+# modules of edge (EDGE_MODULES); the training side's are found through the entry points
+# it registers ("edge_ad.commands" in pyproject.toml), so importing edge never imports train.
+COMMANDS: dict[str, str] = {
+    "features": "compute context vectors of recordings (.npy)",
+    "synth": "generate a synthetic plant in MIMII layout",
+    "train": "train the autoencoder and a detector head on normal clips",
+    "evaluate": "per-ID AUC/pAUC table, detectors side by side, figures and report",
+    "export": "quantise to int8 TFLite/ONNX and write a verified bundle",
+    "fleet": "train and export one model per machine type on a Dask cluster",
+    "score": "score recordings with a bundle",
+    "run": "stream audio from a device, file or stdin and emit decisions",
+    "calibrate": "refit the cutoff on site from normal operation",
+    "bench": "latency and accuracy, float against int8",
+    "demo": "the whole job end to end on a synthetic plant",
 }
+EDGE_MODULES = {name: f"edge.commands.{name}" for name in ("features", "score", "run", "calibrate")}
+ENTRY_POINTS = "edge_ad.commands"
+#: third-party modules of the training side, and the pyproject extra that installs each
+EXTRA_OF = {"torch": "train", "scipy": "train", "sklearn": "train", "matplotlib": "train",
+            "onnx": "export", "onnxscript": "export", "onnxruntime": "onnx",
+            "tensorflow": "tensorflow", "dask": "fleet", "distributed": "fleet",
+            "alsaaudio": "alsa", "paho": "mqtt"}
 
+
+class MissingExtraError(EdgeAdError, ImportError):
+    """A command whose optional dependencies are not installed here."""
+
+
+def _missing_extra(command: str, e: ModuleNotFoundError) -> MissingExtraError:
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_OF.get(top, "train" if top == "train" else "all")
+    what = "the training side" if top == "train" else f"module {top!r}"
+    return MissingExtraError(f"needs {what}, which is not installed here; install it with "
+                             f"pip install 'edge-ad[{extra}]'")
+
+
+def _command_module(name: str) -> object:
+    """Import the module of command ``name`` (MissingExtraError where it is not installed)."""
+    if name in EDGE_MODULES:
+        return importlib.import_module(EDGE_MODULES[name])
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINTS) if ep.name == name]
+    try:
+        if not found:
+            raise ModuleNotFoundError(name="train")
+        return found[0].load()
+    except ModuleNotFoundError as e:
+        raise _missing_extra(name, e) from None
 
 
 def _own_info_only(record: logging.LogRecord) -> bool:
@@ -55,9 +89,14 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, ob
     # Import only the module of the command asked for; list the rest by name.
     wanted = next((a for a in argv if a in COMMANDS), None)
     modules: dict[str, object] = {}
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
+        module = None
         if name == wanted:
-            module = importlib.import_module(module_name)
+            try:
+                module = _command_module(name)
+            except MissingExtraError as e:
+                modules[name] = e        # reported as one line once the arguments parse
+        if module is not None:
             module.add_parser(sub)
             modules[name] = module
         else:
@@ -68,6 +107,10 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, ob
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(argv)
+    for name, module in modules.items():
+        if isinstance(module, MissingExtraError) and "-h" not in argv and "--help" not in argv:
+            print(f"edge-ad {name}: error: {module}", file=sys.stderr)
+            return module.exit_code
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="edge-ad: %(levelname)s: %(message)s", stream=sys.stderr)
@@ -85,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         # A file-size limit (ulimit -f) is a write error (EFBIG) to report, not a kill.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        code = int(modules[args.command].run(args) or 0)
+        module = modules[args.command]
+        try:
+            code = int(module.run(args) or 0)
+        except ModuleNotFoundError as e:
+            # torch, TensorFlow, ... are imported inside the command that needs them
+            if (e.name or "").split(".")[0] not in EXTRA_OF:
+                raise
+            raise _missing_extra(args.command, e) from None
         sys.stdout.flush()   # here, not at exit: a failing stdout is reported like any output
         return code
     except EdgeAdError as e:

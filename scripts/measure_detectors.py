@@ -70,7 +70,7 @@ def board_aucs(bundle: Path, run: object) -> dict[str, float]:
     labels = np.array([int(c.is_anomaly) for c in test])
     ids = np.array([c.id for c in test])
     out = {i: metrics.auc(labels[ids == i], scores[ids == i]) for i in sorted(set(ids))}
-    out["backend"] = f"{det.backend.name} {det.precision}"
+    out["backend"] = det.backend.name
     return out
 
 

@@ -297,3 +297,19 @@ def test_data_that_is_not_a_folder_is_refused_naming_it(command, trained_run, tm
     line = _fail(capsys, *argv)
     assert f"--data {clip}: not a folder" in line
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("command, extra", [("train", "train"), ("evaluate", "train")])
+def test_a_training_command_without_its_extra_is_one_line_naming_it(command, extra, tmp_path):
+    """On a board without the train extra, torch cannot be imported: one line, exit 2."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edge.cli import main; sys.exit(main())")
+    args = [str(tmp_path / "data"), "--out", str(tmp_path / "run")] if command == "train" else [str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-c", code, command, *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pip install 'edge-ad[{extra}]'" in lines[0] and "torch" in lines[0]

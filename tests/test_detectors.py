@@ -245,3 +245,28 @@ def test_synth_held_out_fault_families(tmp_path, capsys):
     assert main(["-q", "synth", str(tmp_path / "p2"), "--faults", "squeal"]) == 2
     assert "--faults squeal: unknown ['squeal']" in capsys.readouterr().err
 
+
+
+def test_fitted_head_bytes_do_not_depend_on_the_process(tmp_path):
+    """Machine IDs are strings: a fit that walked a set of them would follow the process's
+    hash seed, and a Dask worker would write another head than the CLI for the same run."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import hashlib, numpy as np
+from edge.heads import head_files
+from edge.spec import DEFAULT_SPEC
+from train.detectors import feature_head, fit_head
+rng = np.random.default_rng(0)
+head = feature_head("ensemble", DEFAULT_SPEC)
+sums = np.abs(rng.normal(size=(60, head.width))) * 40 + 1
+groups = np.array(["id_00", "id_02", "id_04", "id_06", "id_08", "id_10"] * 10)
+head = fit_head(head, sums, np.full(60, 10), groups)
+print(hashlib.sha256(b"".join(head_files(head).values())).hexdigest())
+"""
+    out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": str(s)}).stdout
+           for s in (1, 2, 3)}
+    assert len(out) == 1, out

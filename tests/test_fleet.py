@@ -324,14 +324,18 @@ def test_killed_worker_does_not_fail_the_fleet(first, plant, cluster, env, tmp_p
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("args, expected", [
-    (["--keep", "0"], "--keep 0: out of range"),
-    (["--epochs", "0"], "--epochs 0: out of range"),
+    (["--keep", "0"], "argument --keep: 0: out of range, expected a whole number >= 1"),
+    (["--epochs", "0"], "argument --epochs: 0: out of range, expected a whole number >= 1"),
     (["--machines", "fan,boiler"], "--machines boiler: not in"),
 ])
 def test_fleet_names_a_bad_option_and_writes_nothing(plant, tmp_path, capsys, args, expected):
     from edge.cli import main
 
-    assert main(["fleet", str(plant), "--out", str(tmp_path / "f"), *args]) == EXIT_BAD_INPUT
+    try:
+        rc = main(["fleet", str(plant), "--out", str(tmp_path / "f"), *args])
+    except SystemExit as e:          # argparse's own refusals (the shared option types)
+        rc = e.code
+    assert rc == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
     assert not (tmp_path / "f" / "fleet.json").exists()

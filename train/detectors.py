@@ -159,7 +159,7 @@ def out_of_fold_scores(head: Head, sums: np.ndarray, counts: np.ndarray, groups:
     groups = np.asarray(groups)
     fold = np.zeros(len(sums), int)
     rng = np.random.default_rng(seed)
-    for g in set(groups.tolist()):
+    for g in sorted(set(groups.tolist())):
         rows = np.flatnonzero(groups == g)
         fold[rows] = rng.permutation(len(rows)) % folds
     if isinstance(head, MSEHead) or min(np.bincount(fold, minlength=folds)) == 0 or any(

@@ -47,6 +47,8 @@ import numpy as np
 from edge.atomic import exchange, fsync_dir
 from edge.errors import EXIT_BAD_INPUT, EXIT_FLEET_PARTIAL, EdgeAdError
 
+from .detectors import DEFAULT_DETECTOR
+
 log = logging.getLogger(__name__)
 
 EXIT_SOME_FAILED = EXIT_FLEET_PARTIAL   # some machines failed; the others are done
@@ -70,7 +72,8 @@ class Options:
     """What a model depends on besides its data; part of the fingerprint."""
 
     seed: int = 0
-    epochs: int = 30
+    detector: str = DEFAULT_DETECTOR
+    epochs: int | None = None       # None: the detector's recipe
     batch_size: int | None = None
     p: float = 0.1
     threads: int = 1
@@ -167,14 +170,15 @@ def task_features(data: str, machine: str, options: Options) -> dict[str, Any]:
 def task_train(features: dict[str, Any], data: str, machine: str, out: str,
                options: Options) -> dict[str, Any]:
     """``edge-ad train DATA --machine M --out OUT --threads T --force`` (the cache filled)."""
-    from train.fit import Recipe
+    from train.detectors import recipe_for
     from train.pipeline import train_run
 
     t0, c0 = time.perf_counter(), time.process_time()
-    run = train_run(data, Path(out) / "candidate" / "run", machine=machine,
-                    recipe=Recipe(epochs=options.epochs, batch_size=options.batch_size,
-                                  seed=options.seed, threads=options.threads),
-                    p=options.p, cache_dir=options.cache, jobs=1, force=True, progress=False)
+    recipe = recipe_for(options.detector, seed=options.seed, threads=options.threads,
+                        epochs=options.epochs, batch_size=options.batch_size)
+    run = train_run(data, Path(out) / "candidate" / "run", machine=machine, recipe=recipe,
+                    detector=options.detector, p=options.p, cache_dir=options.cache, jobs=1,
+                    force=True, progress=False)
     fpr = run.info["observed_fpr"]
     return {"worker": _worker(), "seconds": time.perf_counter() - t0, "rss_mb": _rss_mb(),
             "cpu_s": time.process_time() - c0, "cutoff": run.threshold.cutoff,

@@ -17,7 +17,9 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Layer sizes. ``hidden`` are the encoder's layers; the decoder mirrors them."""
+    """Layer sizes. ``hidden`` are the encoder's layers; the decoder mirrors them.
+    ``input_size`` is the feature spec's vector size; :func:`train.pipeline.train_run` sets
+    it from the spec it trains on (640 is the default spec's 5 x 128)."""
 
     input_size: int = 640
     hidden: tuple[int, ...] = (128, 128)

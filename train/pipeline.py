@@ -5,6 +5,7 @@ The ``edge-ad train`` and ``edge-ad evaluate`` commands are thin wrappers around
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -62,6 +63,8 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
 
     from edge import __version__
 
+    from threadpoolctl import threadpool_limits
+
     from .detectors import DETECTORS, clip_sums, feature_head, fit_head, score_sums
 
     out = Path(out)
@@ -90,9 +93,9 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
     val_clips = [c for c in clips if c.split == VAL]
     train_set = VectorSet(cache, [c.path for c in train_clips])
     val_set = VectorSet(cache, [c.path for c in val_clips]) if val_clips else None
-    if config.input_size != spec.vector_size:
-        raise DatasetError(f"model input {config.input_size} does not match the spec's "
-                           f"vectors of {spec.vector_size}")
+    # The network's input is the spec's vector (n_mels x context_frames), whatever the
+    # config says: a spec with 64 bands trains a 320-input network.
+    config = dataclasses.replace(config, input_size=spec.vector_size)
     t1 = time.perf_counter()
     model, history = fit(train_set, val_set, config=config, recipe=recipe, progress=progress)
     timings["train_s"] = time.perf_counter() - t1
@@ -104,8 +107,12 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, machine: str |
     counts = np.asarray(all_set.counts)
     fit_rows = (split_of == TRAIN) & normal
     ids = np.array([c.id for c in clips])
-    head = fit_head(head, sums[fit_rows], counts[fit_rows], ids[fit_rows])
-    scores = score_sums(head, sums, counts)
+    # One BLAS thread: a covariance or an inverse summed over another number of threads
+    # rounds differently, and the same data must give the same head bytes on a laptop
+    # and on a Dask worker (which limits BLAS to one thread).
+    with threadpool_limits(limits=1):
+        head = fit_head(head, sums[fit_rows], counts[fit_rows], ids[fit_rows])
+        scores = score_sums(head, sums, counts)
     threshold = fit_gamma(scores[(split_of == cutoff_on) & normal], p=p, floc=floc)
     timings["score_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0

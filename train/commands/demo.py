@@ -15,6 +15,8 @@ from pathlib import Path
 
 from edge.errors import EdgeAdError
 
+from train.detectors import DEFAULT_DETECTOR
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -125,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
         synth += ["--ids", "0,2", "--normal", "40", "--abnormal", "10"]
         train += ["--epochs", "8"]
     _step(1, "generate a synthetic plant (MIMII layout)", synth, log=log)
-    _step(2, "train the autoencoder on normal clips", train, log=log)
-    _step(3, "evaluate: per-ID AUC/pAUC, figures and report", ["evaluate", str(run_dir)], log=log)
+    _step(2, f"train the autoencoder and the default detector ({DEFAULT_DETECTOR}) on normal clips",
+          train, log=log)
+    _step(3, "evaluate: per-ID AUC/pAUC of every detector side by side, figures and report",
+          ["evaluate", str(run_dir), "--detector", "all"], log=log)
     _step(4, "export int8 TFLite and ONNX, verified bundle",
           ["export", str(run_dir), "--out", str(bundle)], log=log)
     where = make_recording(run_dir, out / "recording.wav")

@@ -5,7 +5,9 @@ import argparse
 import json
 import sys
 
-from edge.options import threads_arg
+from train.detectors import DEFAULT_DETECTOR, DETECTORS
+
+from edge.options import positive_number, rate, threads_arg, unit_interval, whole_at_least
 
 
 def _machines(text: str) -> list[str]:
@@ -40,26 +42,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FLEET", help="fleet output folder")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="address of a running Dask scheduler (default: an embedded LocalCluster)")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--connect-timeout", type=positive_number, default=10.0, metavar="S",
                    help="seconds to wait for the scheduler (default 10)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--workers", type=whole_at_least(1), default=2,
                    help="worker processes of the embedded LocalCluster (default 2)")
     p.add_argument("--machines", type=_machines, help="only these machine types, comma separated (default: every folder of DATA)")
     p.add_argument("--force", action="store_true",
                    help="retrain every machine and promote a candidate that passed the int8 gate "
                    "even when it scores worse than the current bundle")
-    p.add_argument("--keep", type=int, default=7, metavar="N",
+    p.add_argument("--keep", type=whole_at_least(1), default=7, metavar="N",
                    help="bundles kept in FLEET/<machine>/history/ (default 7)")
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="vectors per mini-batch (default: half the training vectors, the seed's)")
-    p.add_argument("--p", type=float, default=0.1, help="intended false-positive rate (default 0.1)")
+    p.add_argument("--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR,
+                   help=f"detector of every machine's model (default {DEFAULT_DETECTOR}; see "
+                   "edge-ad train --help)")
+    p.add_argument("--epochs", type=whole_at_least(1), default=None,
+                   help="epochs (default: the detector's recipe)")
+    p.add_argument("--batch-size", type=whole_at_least(2), default=None,
+                   help="vectors per mini-batch (default: the detector's recipe)")
+    p.add_argument("--p", type=rate, default=0.1, help="intended false-positive rate (default 0.1)")
     p.add_argument("--threads", type=threads_arg, default=1,
                    help="torch threads per training task (default 1: bit-identical reruns)")
     p.add_argument("--formats", type=_formats, default=("tflite", "onnx"),
                    help="model formats, comma separated (default tflite,onnx)")
-    p.add_argument("--min-correlation", type=float, default=None, metavar="R",
+    p.add_argument("--min-correlation", type=unit_interval, default=None, metavar="R",
                    help="the int8 gate's smallest score correlation (default: export's)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder, seen by every worker "
                    "(default $EDGE_AD_CACHE or ~/.cache/edge-ad/features on each worker)")
@@ -67,23 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import EdgeAdError
-
     from train.fleet import Options, run_fleet
 
-    for name, value, ok, expected in [
-            ("--epochs", args.epochs, args.epochs >= 1, "a whole number >= 1"),
-            ("--keep", args.keep, args.keep >= 1, "a whole number >= 1"),
-            ("--workers", args.workers, args.workers >= 1, "a whole number >= 1"),
-            ("--connect-timeout", args.connect_timeout, args.connect_timeout > 0, "seconds > 0"),
-            ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
-            ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
-             "a whole number >= 2"),
-            ("--min-correlation", args.min_correlation,
-             args.min_correlation is None or 0 <= args.min_correlation <= 1, "a value in [0, 1]")]:
-        if not ok:
-            raise EdgeAdError(f"{name} {value}: out of range, expected {expected}")
-    options = Options(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, p=args.p,
+    options = Options(seed=args.seed, detector=args.detector, epochs=args.epochs, batch_size=args.batch_size, p=args.p,
                       threads=args.threads or 1, formats=args.formats,
                       min_correlation=args.min_correlation, cache=args.cache)
     quiet = args.json or args.quiet

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.options import threads_arg
+from edge.options import positive_number, rate, threads_arg, whole_at_least
 
 from train.detectors import DEFAULT_DETECTOR, DETECTORS
 
@@ -24,17 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"what scores a window (default {DEFAULT_DETECTOR}): " + "; ".join(
                        f"{d.name}: {d.help}" for d in DETECTORS.values()))
     p.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=whole_at_least(1), default=None,
                    help="epochs (default: the detector's recipe; seed 30, others at most 30 "
                    "with early stopping)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=whole_at_least(2), default=None,
                    help="vectors per mini-batch (default: the detector's recipe; seed: half "
                    "the training vectors, others 512)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=positive_number, default=None,
                    help="initial learning rate (default: the detector's recipe; seed 1e-2, others 1e-3)")
     p.add_argument("--hidden", default="128,128", help="encoder layer sizes, mirrored (default 128,128)")
-    p.add_argument("--bottleneck", type=int, default=8, help="bottleneck size (default 8)")
-    p.add_argument("--p", type=float, default=0.1, help="intended false-positive rate of the cutoff (default 0.1)")
+    p.add_argument("--bottleneck", type=whole_at_least(1), default=8, help="bottleneck size (default 8)")
+    p.add_argument("--p", type=rate, default=0.1, help="intended false-positive rate of the cutoff (default 0.1)")
     p.add_argument("--cutoff-on", choices=["val", "train"], default="val",
                    help="normal clips the gamma cutoff is fitted to: val, held out from training "
                    "(default; holds p on unseen audio), or train (the seed's; the model has "
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="fit the gamma location too (DCASE baselines) instead of fixing it at 0 (seed)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default $EDGE_AD_CACHE or "
                    "~/.cache/edge-ad/features)")
-    p.add_argument("--jobs", type=int, default=2, help="processes computing features (default 2)")
+    p.add_argument("--jobs", type=whole_at_least(1), default=2, help="processes computing features (default 2)")
     p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: torch's choice; "
                    "fix it for bit-identical reruns)")
     ch = p.add_mutually_exclusive_group()
@@ -63,16 +63,6 @@ def run(args: argparse.Namespace) -> int:
         hidden = hidden_sizes(args.hidden)
     except ValueError as e:
         raise EdgeAdError(str(e)) from None
-    for name, value, ok, expected in [
-            ("--epochs", args.epochs, args.epochs is None or args.epochs >= 1, "a whole number >= 1"),
-            ("--lr", args.lr, args.lr is None or args.lr > 0, "a number > 0"),
-            ("--bottleneck", args.bottleneck, args.bottleneck >= 1, "a whole number >= 1"),
-            ("--p", args.p, 0 < args.p < 1, "a rate between 0 and 1, exclusive"),
-            ("--jobs", args.jobs, args.jobs >= 1, "a whole number >= 1"),
-            ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 2,
-             "a whole number >= 2")]:
-        if not ok:
-            raise EdgeAdError(f"{name} {value}: out of range, expected {expected}")
     recipe = recipe_for(args.detector, seed=args.seed, threads=args.threads, epochs=args.epochs,
                         lr=args.lr, batch_size=args.batch_size)
     run_ = train_run(args.data, args.out, machine=args.machine,

@@ -135,23 +135,35 @@ def _build(layers: list[Dense], calibration: np.ndarray, workdir: Path, formats:
     return paths
 
 
+def run_head(run: Any) -> Any:
+    """The run's detector head; SPEC 4's ``A(X)`` for a run object without one."""
+    from edge.heads import MSEHead
+
+    return getattr(run, "head", None) or MSEHead(run.spec)
+
+
 def _score_all(run: Any, paths: dict[str, Path], *, progress: bool) -> dict[str, np.ndarray]:
     """``{model name: (n_clips,) float64}`` for every model and ``"torch"``, clips in run order."""
     import torch
     from tqdm import tqdm
 
-    backends = {name: load_backend(p) for name, p in sorted(paths.items())}
-    scores = {name: np.empty(len(run.clips)) for name in ["torch", *backends]}
+    from edge.detector import BundleDetector
+
+    head = run_head(run)      # the run's detector head: the bundle carries it
+    # The board's scoring object (edge.detector) around each model file, before the bundle
+    # exists: the same features, sums and head as edge-ad run and score.
+    detectors = {name: BundleDetector(None, p, None, load_backend(p), head)
+                 for name, p in sorted(paths.items())}
+    scores = {name: np.empty(len(run.clips)) for name in ["torch", *detectors]}
     model = run.model.eval()
-    head = run.head      # the run's detector head: the board scores with the same one
     for i, clip in enumerate(tqdm(run.clips, desc="scoring clips", unit="clip",
                                   disable=not progress, leave=False)):
         x = run.vectors(clip)
         with torch.no_grad():
             recon = model(torch.from_numpy(x)).numpy() if head.needs_model else None
         scores["torch"][i] = head.clip_score(x, recon)
-        for name, backend in backends.items():
-            scores[name][i] = head.clip_score(x, backend.run(x) if head.needs_model else None)
+        for name, detector in detectors.items():
+            scores[name][i] = detector.clip_score(x)
     return scores
 
 
@@ -286,8 +298,8 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
         raise err
 
     info = {
-        "detector": run.info.get("detector", "seed"),
-        "head": run.head.describe(),
+        "detector": getattr(run, "info", {}).get("detector", "seed"),
+        "head": run_head(run).describe(),
         "models": {n: models_info[n] for n in shipped},
         "gate": gate,
         "torch_metrics": torch_metrics,
@@ -310,7 +322,7 @@ def export_run(run: Any, out: str | Path, *, formats: Sequence[str] = FORMATS,
                                       spec=run.spec, thresholds={n: thresholds[n] for n in shipped},
                                       info=info, extra_files={**c_network_files(
                                           {n: model_bytes[n] for n in shipped}),
-                                          **head_files(run.head)})
+                                          **head_files(run_head(run))})
     summary["bundle"] = str(written.path)
     for n in shipped:
         summary["models"][n]["sha256"] = written.manifest["files"][n]["sha256"]
