@@ -336,7 +336,8 @@ def test_fleet_names_a_bad_option_and_writes_nothing(plant, tmp_path, capsys, ar
     except SystemExit as e:          # argparse's own refusals (the shared option types)
         rc = e.code
     assert rc == EXIT_BAD_INPUT
-    err = capsys.readouterr().err.strip().splitlines()
+    # one error line (argparse prints its usage above its own)
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
     assert len(err) == 1 and expected in err[0]
     assert not (tmp_path / "f" / "fleet.json").exists()
 
