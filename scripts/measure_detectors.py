@@ -45,8 +45,9 @@ def make_plant(name: str, out: Path) -> Path:
 
     o = PLANTS[name]
     root = out / f"plant-{name}"
+    data = root / "dcase" if o["dcase"] else root
     if (root / "ready").is_file():
-        return root
+        return data
     shutil.rmtree(root, ignore_errors=True)
     raw = root / "mimii" if o["dcase"] else root
     write_plant(raw, machine=o["machine"], ids=o["ids"], seed=o["seed"], snr_db=o["snr_db"],
@@ -55,7 +56,7 @@ def make_plant(name: str, out: Path) -> Path:
         copy_as_dcase(raw / o["machine"], root / "dcase" / o["machine"], test_normals=13)
         shutil.rmtree(raw)
     (root / "ready").write_text("")
-    return root / "dcase" if o["dcase"] else root
+    return data
 
 
 def board_aucs(bundle: Path, run: object) -> dict[str, float]:
@@ -80,7 +81,7 @@ def measure(name: str, seed: int, out: Path, *, cache: Path) -> dict:
     from train.pipeline import compare_detectors, evaluate_run, train_run
 
     data = make_plant(name, out)
-    row: dict = {"plant": name, "seed": seed, **{k: v for k, v in PLANTS[name].items()}}
+    row: dict = {"plant": name, **{f"plant_{k}": v for k, v in PLANTS[name].items()}, "seed": seed}
     t0 = time.time()
     runs = {}
     for det in ("seed", DEFAULT_DETECTOR):
