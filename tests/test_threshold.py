@@ -127,3 +127,17 @@ def test_binomial_interval_equals_scipy_quantiles(p, n):
 
     lo, hi = stats.binom.ppf([0.025, 0.975], n, p) / n
     assert binomial_interval(p, n) == pytest.approx((lo, hi))
+
+
+def test_scores_that_agree_to_a_few_parts_per_million_give_a_cutoff_at_their_mean():
+    """An in-sample Gaussian head on three clips scores them almost alike: the MLE shape
+    runs off to infinity; the fit stops at MAX_SHAPE and the cutoff stays finite, next to
+    the scores (a regression: it was a ZeroDivisionError deep in the incomplete gamma)."""
+    import numpy as np
+
+    from edge.threshold import MAX_SHAPE, fit_gamma
+
+    scores = 255.0 * (1 + np.array([0.0, 3e-6, 7e-6]))
+    t = fit_gamma(scores, p=0.1)
+    assert t.shape == MAX_SHAPE
+    assert scores.mean() < t.cutoff < scores.mean() * (1 + 2e-4)
