@@ -75,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
         clips.append({"path": path, "score": score, "anomaly": threshold.decide(score)})
     if args.json:
         json.dump({"bundle": str(bundle.path), "model": model, "backend": backend.name,
-                   "cutoff": threshold.cutoff, "clips": clips, "errors": failed},
+                   "detector": bundle.manifest.get("detector", "seed"),
+                   "head": detector.head.describe(), "cutoff": threshold.cutoff,
+                   "clips": clips, "errors": failed},
                   sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"# {model} ({backend.name}), cutoff {threshold.cutoff:.6g}")
+        print(f"# {model} ({backend.name}), {detector.head.describe()}, cutoff {threshold.cutoff:.6g}")
         for c in clips:
             print(f"{c['score']:.6g}\t{'ANOMALY' if c['anomaly'] else 'normal'}\t{c['path']}")
     return EXIT_BAD_INPUT if failed else 0
