@@ -270,3 +270,30 @@ print(hashlib.sha256(b"".join(head_files(head).values())).hexdigest())
                           env={**os.environ, "PYTHONHASHSEED": str(s)}).stdout
            for s in (1, 2, 3)}
     assert len(out) == 1, out
+
+
+def test_evaluate_puts_runs_of_other_detectors_side_by_side(ensemble_run, trained_run, tmp_path, capsys):
+    from train.pipeline import evaluate_run
+
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(ensemble_run.path), str(trained_run.path), "--json",
+                 "--no-report", "--no-baseline", "--jobs", "1"]) == 0
+    comp = json.loads(capsys.readouterr().out)["comparison"]
+    labels = [f"ensemble ({ensemble_run.path.name})", f"seed ({trained_run.path.name})"]
+    assert list(comp["detectors"]) == labels
+    for label, run in zip(labels, (ensemble_run, trained_run)):
+        own = evaluate_run(run, baseline=False, progress=False)["table"]["per_id"]
+        assert {i: r["auc"] for i, r in comp["detectors"][label]["per_id"].items()} == \
+            {i: r["auc"] for i, r in own.items()}
+
+
+@pytest.mark.bad_input
+def test_evaluate_refuses_runs_of_other_clips(ensemble_run, tiny_plant, feature_cache_dir, tmp_path, capsys):
+    from train.pipeline import train_run
+
+    other = train_run(tiny_plant, tmp_path / "other", detector="seed", cache_dir=feature_cache_dir,
+                      recipe=recipe_for("seed", seed=5, threads=1, epochs=1), jobs=1, progress=False)
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(ensemble_run.path), str(other.path), "--no-report",
+                 "--jobs", "1"]) == 2
+    assert "its test clips differ" in capsys.readouterr().err

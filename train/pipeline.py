@@ -248,6 +248,32 @@ def compare_detectors(run: Run, *, jobs: int = 2, progress: bool = True) -> dict
     return out
 
 
+def compare_runs(runs: list[Run], comparison: dict[str, Any] | None = None, *, jobs: int = 2
+                 ) -> dict[str, Any]:
+    """Each run's own detector side by side on the same test clips (``evaluate RUN RUN2...``),
+    added to ``comparison`` (:func:`compare_detectors`'s) when given.
+
+    Raises:
+        DatasetError: the runs were not trained on the same clips with the same split.
+    """
+    first = [c.to_dict(runs[0].root)["path"] for c in runs[0].clips_in(TEST)]
+    out = comparison or {"run": str(runs[0].path), "machine": runs[0].machine,
+                         "p": runs[0].threshold.p, "network": "one per run", "detectors": {},
+                         "clips": [{"path": c.to_dict(runs[0].root)["path"], "id": c.id,
+                                    "label": c.label} for c in runs[0].clips_in(TEST)]}
+    for run in runs:
+        paths = [c.to_dict(run.root)["path"] for c in run.clips_in(TEST)]
+        if paths != first:
+            raise DatasetError(f"{run.path}: its test clips differ from {runs[0].path}'s; "
+                               "expected runs trained on the same data with the same --seed")
+        result = evaluate_run(run, jobs=jobs, progress=False, baseline=False)
+        label = f"{run.info.get('detector', 'seed')} ({run.path.name})"
+        out["detectors"][label] = result["table"]
+        for row, clip in zip(out["clips"], result["clips"]):
+            row[label] = clip["score"]
+    return out
+
+
 def _comparison_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     names = list(result["detectors"])
     ids = list(next(iter(result["detectors"].values()))["per_id"])

@@ -9,9 +9,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="per-ID AUC/pAUC table, figures and report",
         description="Score the test clips of a RUN and print the per-ID table (AUC, pAUC, pAUC "
                     "McClish, TPR and FPR at the cutoff) with a PCA baseline next to it; write "
-                    "the seed's figures and report.md.",
-        epilog="example: edge-ad evaluate run/ --report run/report --json > result.json")
+                    "the seed's figures and report.md. With --detector all or more RUN folders, "
+                    "every detector side by side on the same test clips.",
+        epilog="examples: edge-ad evaluate run/ --report run/report --json > result.json\n"
+               "          edge-ad evaluate run/ run-seed/ --detector all")
     p.add_argument("run", metavar="RUN", help="a RUN folder written by edge-ad train")
+    p.add_argument("others", metavar="RUN2", nargs="*",
+                   help="more RUN folders trained on the same clips (another --detector): their "
+                   "detectors join the side-by-side table (default: none)")
     p.add_argument("--data", metavar="DATA",
                    help="the dataset folder, if it moved since training (default: the one recorded in RUN)")
     p.add_argument("--json", action="store_true", help="print the result (with per-clip scores) as JSON")
@@ -29,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from train.pipeline import compare_detectors, evaluate_run, format_comparison, format_faults, format_table
+    from train.pipeline import (compare_detectors, compare_runs, evaluate_run, format_comparison,
+                                format_faults, format_table)
     from train.runs import load_run
 
     if args.jobs < 1:
@@ -53,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
                           baseline=not args.no_baseline)
     if args.detector == "all":
         result["comparison"] = compare_detectors(run_, jobs=args.jobs, progress=False)
+    if args.others:
+        result["comparison"] = compare_runs([run_, *(load_run(o, data=args.data) for o in args.others)],
+                                            result.get("comparison"), jobs=args.jobs)
     report = None
     if not args.no_report:
         from train.report import write_report
