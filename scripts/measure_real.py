@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A sanity check of the detectors on the real recordings in ../shared/fixtures.
+"""A sanity check of the detectors on a folder of real recordings: a ``dcase2020-lite/``
+(``MACHINE/test/{normal,anomaly}_id_NN_*.wav``) and a ``mimii-valve/`` folder (the fixtures
+this project was developed beside; they are not in the repository, give their folder).
 
 The fixtures hold 2 to 5 normal recordings per machine ID: far too few for an AUC that
 means much, so this is a check that the detectors behave on real machines, not a figure
@@ -15,7 +17,7 @@ least two (leave one recording out):
 No excerpt of R is in training, so no recording is both learned and judged; excerpts of
 one recording are not independent, which is why the figures are only a sanity check.
 
-    .venv/bin/python scripts/measure_real.py --out /tmp/edge-ad-real
+    .venv/bin/python scripts/measure_real.py FIXTURES --out /tmp/edge-ad-real
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 EXCERPT_S = 2.0
 
 
@@ -84,8 +85,10 @@ def fold(machine: str, recs: list[tuple[str, str, Path]], held: int, out: Path, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/edge-ad-real"))
-    ap.add_argument("--fixtures", type=Path, default=FIXTURES)
+    ap.add_argument("fixtures", type=Path, help="folder holding dcase2020-lite/ and/or mimii-valve/")
     args = ap.parse_args()
+    if not any((args.fixtures / d).is_dir() for d in ("dcase2020-lite", "mimii-valve")):
+        ap.error(f"{args.fixtures}: expected a folder holding dcase2020-lite/ or mimii-valve/")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for machine, recs in recordings(args.fixtures).items():
