@@ -1,16 +1,18 @@
 """How many of the int8 network's hidden inputs are ReLU zeros: what a kernel that skips
 zero inputs could save (issue 12's speed work; measurement only).
 
-    .venv/bin/python scripts/int8_sparsity.py BUNDLE 'PLANT/fan/id_0*/normal/*.wav' [--clips 20]
+    .venv/bin/python scripts/int8_sparsity.py BUNDLE 'PLANT/fan/id_0*/normal/*.wav' [--clips-max 20]
 
-Runs the bundle's ``model_int8.adq8`` in numpy with TFLite's single-rounding arithmetic
-(``docs/int8-c-kernel.md``) on the clips' context vectors and prints per layer: the share of
+Runs the bundle's ``model_int8.adq8`` one layer at a time on edge-ad's C kernel (the
+inputs quantised as TFLite's QUANTIZE does) on the clips' context vectors and prints per
+layer: the share of
 inputs at the input zero point, of channels zero on every vector seen, and of aligned groups
 of four inputs all zero (what a ``vpdpbusd`` quad skip would need).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import numpy as np
 import soundfile as sf
 
 from edge import dense
+from edge.backends.c import CBackend
+from edge.backends.tflite import quantize
 from edge.bundle import load_bundle
 from edge.features import clip_features
 
@@ -38,7 +42,7 @@ def main() -> None:
         x, _ = sf.read(p, dtype="float32", always_2d=True)
         xs.append(clip_features(x[:, 0], spec=spec))
     x = np.concatenate(xs)
-    q = np.clip(np.round(x / net.input_scale) + net.input_zero_point, -128, 127).astype(np.int64)
+    q = quantize(x, net.input_scale, net.input_zero_point, np.int8)
     print(f"{len(x)} vectors from {len(paths)} clips")
     for i, layer in enumerate(net.layers):
         zero = q == layer.input_zero_point
@@ -46,10 +50,9 @@ def main() -> None:
         print(f"layer {i}: {layer.n_in:4d} -> {layer.n_out:4d}  MACs {layer.n_in * layer.n_out:6d}  "
               f"input zeros {zero.mean():.2f}  always-zero channels {zero.all(axis=0).mean():.2f}  "
               f"all-zero quads {quads:.2f}")
-        acc = (q - layer.input_zero_point) @ layer.weights.astype(np.int64).T + layer.bias
-        t = 31 - layer.shift.astype(np.int64)
-        y = ((acc * layer.multiplier + (1 << (t - 1))) >> t) + layer.output_zero_point
-        q = np.clip(y, max(-128, layer.output_zero_point) if layer.relu else -128, 127)
+        one = CBackend(a.bundle / "model_int8.adq8",      # this layer alone, same kernel
+                       net=dataclasses.replace(net, layers=(layer,)))
+        q = one.run_int8(q)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,23 @@ def test_int8_io_model_outputs_equal_litert_reference_kernels_bit_for_bit(
     assert np.array_equal(c.run_quantized(inputs), want)   # C's QUANTIZE = LiteRT's
 
 
+def test_a_bundles_layers_run_one_at_a_time_give_litert_int8_outputs(tflite_models, inputs, tmp_path):
+    """``CBackend(path, net=...)`` runs a network given in memory (scripts/int8_sparsity.py
+    runs a bundle's layers one by one): chained, the layers give LiteRT's int8 outputs."""
+    import dataclasses
+
+    path = _c_model(tflite_models["int8_io"], tmp_path)
+    net = dense.read(path)
+    it, _ = _litert(tflite_models["float_io"], inputs, preserve=True)
+    q = it.get_tensor(next(t["index"] for t in it.get_tensor_details() if t["name"] == "tfl.quantize"))
+    _, want = _litert(tflite_models["int8_io"], q)
+    for layer in net.layers:
+        one = CBackend(path, net=dataclasses.replace(net, layers=(layer,)))
+        assert (one.width, one.n_out) == (layer.n_in, layer.n_out)
+        q = one.run_int8(q)
+    assert np.array_equal(q, want)
+
+
 def test_double_rounding_form_equals_tflite_runtime_2_14_and_differs_from_litert(
         tflite_models, inputs, tmp_path):
     """tflite-runtime 2.14 requantises with gemmlowp's two roundings, the ai-edge-litert

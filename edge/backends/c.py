@@ -85,9 +85,12 @@ class CBackend:
     name = "edge-ad C int8"
     precision = "int8"
 
-    def __init__(self, path: str | Path, *, kernel: str = "auto", num_threads: int = 1):
+    def __init__(self, path: str | Path, *, kernel: str = "auto", num_threads: int = 1,
+                 net: dense.DenseNet | None = None):
+        """``net``: run this network instead of reading ``path`` (which then only names it
+        in errors), e.g. one layer of a bundle's network."""
         self.path = Path(path)
-        self.net = dense.read(self.path)
+        self.net = dense.read(self.path) if net is None else net
         self._ffi, self._lib = _lib()
         self._state, self._memory = new_network(self.net, kernel=kernel, source=str(self.path))
         self.kernel = self._ffi.string(self._lib.ad_dense_kernel_name(self._state.kernel)).decode()
