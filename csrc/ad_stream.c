@@ -1,6 +1,7 @@
 /* ad_stream.c: the detector's streaming path in one call per block: front end, context
- * ring, int8 network, squared error. No Python (or any caller code) per vector: a block of
- * samples goes in, the errors of the vectors it completes come out. The front end fills
+ * ring, int8 network, squared error (or the heads' feature rows). No Python (or any caller
+ * code) per vector: a block of samples goes in, the errors (rows) of the vectors it
+ * completes come out. The front end fills
  * a batch of AD_DENSE_BATCH vectors, the network consumes it, and again until the block
  * is used up or the caller's error buffer is full. */
 #include "edge_ad.h"
@@ -36,7 +37,7 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
     return st && st->net ? ad_frontend_vectors_for(&st->frontend, n_samples) : 0;
 }
 
-#define AD_STREAM_BODY(PUSH)                                                                \
+#define AD_STREAM_BODY(PUSH, EMIT, STRIDE)                                                  \
     do {                                                                                    \
         if (!st || (!samples && n_samples > 0) || (!errors && errors_capacity > 0) ||       \
             !n_consumed || !n_errors)                                                       \
@@ -53,8 +54,7 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
                 return s;                                                                   \
             used += took;                                                                   \
             if (got > 0) {                                                                  \
-                s = ad_dense_run_f32(st->net, st->vectors, got, NULL, NULL,                 \
-                                     errors + written);                                     \
+                s = EMIT(st, got, errors + written * (STRIDE));                            \
                 if (s != AD_OK)                                                             \
                     return s;                                                               \
                 written += got;                                                             \
@@ -68,16 +68,67 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
         return AD_OK;                                                                       \
     } while (0)
 
+static ad_status emit_errors(ad_stream *st, size_t n, double *errors)
+{
+    return ad_dense_run_f32(st->net, st->vectors, n, NULL, NULL, errors);
+}
+
+/* One feature row (AD_STREAM_ROW, see edge_ad.h) per vector of the batch. */
+static ad_status emit_rows(ad_stream *st, size_t n, double *rows)
+{
+    const ad_status s = ad_dense_run_f32(st->net, st->vectors, n, NULL, st->recon, NULL);
+    if (s != AD_OK)
+        return s;
+    for (size_t b = 0; b < n; b++) {
+        const float *x = st->vectors + b * AD_VECTOR_SIZE, *r = st->recon + b * AD_VECTOR_SIZE;
+        double *row = rows + b * AD_STREAM_ROW, *band = row + 1, *mel = band + AD_N_MELS,
+               *mel2 = mel + AD_N_MELS;
+        row[0] = ad_squared_error(r, x, AD_VECTOR_SIZE);
+        for (int m = 0; m < AD_N_MELS; m++) {
+            const double d = (double)r[m] - (double)x[m];
+            band[m] = d * d;
+            mel[m] = (double)x[m];
+            mel2[m] = mel[m] * mel[m];
+        }
+        for (int f = 1; f < AD_CONTEXT; f++)
+            for (int m = 0; m < AD_N_MELS; m++) {
+                const double d = (double)r[f * AD_N_MELS + m] - (double)x[f * AD_N_MELS + m];
+                band[m] += d * d;
+            }
+    }
+    return AD_OK;
+}
+
 ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors)
 {
-    AD_STREAM_BODY(ad_frontend_push_i16);
+    AD_STREAM_BODY(ad_frontend_push_i16, emit_errors, 1);
 }
 
 ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors)
 {
-    AD_STREAM_BODY(ad_frontend_push_f32);
+    AD_STREAM_BODY(ad_frontend_push_f32, emit_errors, 1);
+}
+
+ad_status ad_stream_push_rows_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows)
+{
+    double *errors = rows;
+    const size_t errors_capacity = rows_capacity;
+    size_t *n_errors = n_rows;
+    AD_STREAM_BODY(ad_frontend_push_i16, emit_rows, AD_STREAM_ROW);
+}
+
+ad_status ad_stream_push_rows_f32(ad_stream *st, const float *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows)
+{
+    double *errors = rows;
+    const size_t errors_capacity = rows_capacity;
+    size_t *n_errors = n_rows;
+    AD_STREAM_BODY(ad_frontend_push_f32, emit_rows, AD_STREAM_ROW);
 }

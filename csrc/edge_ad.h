@@ -338,6 +338,7 @@ typedef struct {
     ad_frontend frontend;
     ad_dense *net;                                    /* the caller's, initialised */
     float vectors[AD_DENSE_BATCH * AD_VECTOR_SIZE];  /* a batch from the front end */
+    float recon[AD_DENSE_BATCH * AD_VECTOR_SIZE];    /* its dequantised reconstructions */
 } ad_stream;
 
 /* Initialise the front end from cfg (as ad_frontend_init) and attach net, whose input and
@@ -361,6 +362,22 @@ ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_sam
 ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors);
+
+/* The detector heads' per-vector feature row (edge.heads, union of mse, band-maha and
+ * stats), AD_STREAM_ROW doubles per vector, for x the float vector and r its dequantised
+ * reconstruction, d_i = (double)r_i - (double)x_i:
+ *   [0]                        sum_i d_i^2 (as ad_squared_error: the errors above)
+ *   [1 + m]                    sum_f d_{f*AD_N_MELS+m}^2 over the AD_CONTEXT frames, f in order
+ *   [1 + AD_N_MELS + m]        x_m (the vector's first frame)
+ *   [1 + 2*AD_N_MELS + m]      x_m * x_m
+ * for m = 0 .. AD_N_MELS-1. A window's score is its head's function of the rows' sum. */
+#define AD_STREAM_ROW (1 + 3 * AD_N_MELS)
+ad_status ad_stream_push_rows_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows);
+ad_status ad_stream_push_rows_f32(ad_stream *st, const float *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows);
 
 /* Text of a status code (static storage). */
 const char *ad_status_message(ad_status status);

@@ -118,3 +118,10 @@ ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_sam
 ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors);
+#define AD_STREAM_ROW ...
+ad_status ad_stream_push_rows_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows);
+ad_status ad_stream_push_rows_f32(ad_stream *st, const float *samples, size_t n_samples,
+                                  double *rows, size_t rows_capacity, size_t *n_consumed,
+                                  size_t *n_rows);

@@ -72,13 +72,37 @@ class BundleDetector:
         """A rolling window of ``n_vectors`` vectors scored by this detector."""
         return WindowScorer(self, n_vectors)
 
-    def c_stream(self) -> Any:
-        """The whole path in C (samples in, per-vector errors out; :mod:`edge.backends.c`)
-        where the backend offers it and the head needs nothing but the error, else None."""
+    def c_stream(self, spec: Any = None) -> Any:
+        """The whole path in C (samples in, the head's feature rows out, one call per
+        block; :mod:`edge.backends.c`) where the backend offers it and the C stream's row
+        holds the head's features, else None. ``push(samples)`` gives ``(k, head.width)``
+        rows (``(k,)`` errors for the ``A(X)`` head); ``reset()`` starts framing afresh.
+        ``spec``: the front end's (default the bundle's)."""
         make = getattr(self.backend, "stream", None)
-        if make is None or not isinstance(self.head, MSEHead):
+        if make is None:
             return None
-        return make(self.spec)
+        spec = spec if spec is not None else self.spec
+        if isinstance(self.head, MSEHead):
+            return make(spec)
+        cols = self.head.stream_columns()
+        if cols is None or not getattr(self.backend, "streams_rows", False):
+            return None
+        return _ColumnStream(make(spec, rows=True), cols)
+
+
+class _ColumnStream:
+    """A C stream giving feature rows, narrowed to one head's columns."""
+
+    def __init__(self, stream: Any, cols: np.ndarray):
+        self.stream = stream
+        contiguous = len(cols) > 0 and np.array_equal(cols, np.arange(cols[0], cols[0] + len(cols)))
+        self.cols: Any = slice(int(cols[0]), int(cols[0]) + len(cols)) if contiguous else cols
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return self.stream.push(samples)[:, self.cols]
+
+    def reset(self) -> None:
+        self.stream.reset()
 
 
 class WindowScorer:

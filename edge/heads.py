@@ -57,6 +57,11 @@ VAR_EPS = 1e-12
 MAX_HEAD_BYTES = 64 * 1024 * 1024
 
 
+def stream_row_width(spec: FeatureSpec) -> int:
+    """Values per vector in the C stream's feature row (``AD_STREAM_ROW``)."""
+    return 1 + 3 * spec.n_mels
+
+
 class Head:
     """A window scorer: ``features`` per vector, ``score`` of their sum."""
 
@@ -81,6 +86,12 @@ class Head:
     def score(self, total: np.ndarray, n: int) -> float:
         """The score of a window of ``n`` vectors whose feature rows sum to ``total``."""
         raise NotImplementedError
+
+    def stream_columns(self) -> np.ndarray | None:
+        """Where :meth:`features` lies in the C stream's feature row (``AD_STREAM_ROW``
+        values per vector, :func:`stream_row_width`: the squared error, the per-band errors, the
+        first frame and its square), or None for a head whose features it does not hold."""
+        return None
 
     def clip_score(self, x: np.ndarray, recon: np.ndarray | None) -> float:
         """Score of one clip's vectors (``n >= 1``)."""
@@ -116,6 +127,9 @@ class MSEHead(Head):
     def score(self, total: np.ndarray, n: int) -> float:
         return float(total[0] / (n * self.dim))
 
+    def stream_columns(self) -> np.ndarray:
+        return np.array([0])
+
 
 def mahalanobis(f: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> float:
     """The smallest squared Mahalanobis distance ``(f - mean_c)^T P_c (f - mean_c)`` over
@@ -123,7 +137,9 @@ def mahalanobis(f: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> float
     nearest machine ID's Gaussian, so one head serves every ID of a machine type without
     knowing which one it listens to."""
     d = np.asarray(f, np.float64)[None, :] - mean
-    return float(max(np.min(np.einsum("ci,cij,cj->c", d, precision, d)), 0.0))
+    # matmul (BLAS) rather than einsum's own loop: 10x less per decision for 256 features
+    q = np.matmul(precision, d[:, :, None])[:, :, 0]
+    return float(max(np.min(np.sum(q * d, axis=1)), 0.0))
 
 
 class _Gaussian(Head):
@@ -184,6 +200,9 @@ class BandMahalanobisHead(_Gaussian):
     def clip_features(self, total: np.ndarray, n: int) -> np.ndarray:
         return np.log(np.asarray(total, np.float64) / (n * self.frames) + BAND_EPS)
 
+    def stream_columns(self) -> np.ndarray:
+        return 1 + np.arange(self.n_mels)
+
 
 class ClipStatsHead(_Gaussian):
     """Mahalanobis distance of per-band mean and standard deviation of the log-mel frames."""
@@ -208,6 +227,9 @@ class ClipStatsHead(_Gaussian):
         var = np.maximum(total[self.n_mels:] / n - mean * mean, 0.0)
         return np.concatenate([mean, np.sqrt(var + VAR_EPS)])
 
+    def stream_columns(self) -> np.ndarray:
+        return 1 + self.n_mels + np.arange(2 * self.n_mels)
+
 
 class EnsembleHead(Head):
     """Mean of the parts' standardised log scores, as ``exp``."""
@@ -231,6 +253,10 @@ class EnsembleHead(Head):
 
     def features(self, x: np.ndarray, recon: np.ndarray | None) -> np.ndarray:
         return np.concatenate([p.features(x, recon) for p in self.parts], axis=1)
+
+    def stream_columns(self) -> np.ndarray | None:
+        cols = [p.stream_columns() for p in self.parts]
+        return None if any(c is None for c in cols) else np.concatenate(cols)
 
     def part_scores(self, total: np.ndarray, n: int) -> np.ndarray:
         return np.array([p.score(total[a:b], n)

@@ -64,8 +64,9 @@ class Detector:
         every_s: seconds of audio between decisions.
         alarm: K-of-N rule.
         frontend: a streaming front end (``push``, ``reset``); default ``edge.features.Frontend``,
-            or, for a backend with ``stream(spec)`` (the C int8 one) and the ``A(X)`` head,
-            the whole path in C: samples in, per-vector errors out, one call per block.
+            or, for a backend with ``stream(spec)`` (the C int8 one) and a head the C
+            stream's feature row covers (all of edge-ad's), the whole path in C: samples
+            in, per-vector feature rows out, one call per block.
         clock: monotonic clock (tests may pass their own).
         signal_check: the no-signal test on the raw samples of each window (None: off).
     """
@@ -85,9 +86,7 @@ class Detector:
         self.every_samples = max(1, int(round(every_s * spec.sample_rate)))
         self.alarm = Alarm(alarm)
         scorer = BundleDetector(None, Path(getattr(backend, "path", "")), None, backend, self.head)
-        make_stream = getattr(backend, "stream", None)
-        self._cstream = (make_stream(spec) if frontend is None and make_stream is not None
-                         and isinstance(self.head, MSEHead) else None)
+        self._cstream = scorer.c_stream(spec) if frontend is None else None
         self.frontend = frontend if frontend is not None else self._cstream or _frontend(spec)
         self.clock = clock
         self.window = scorer.window(self.n_window)

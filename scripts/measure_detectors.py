@@ -37,6 +37,13 @@ PLANTS = {
               faults=("looseness", "cavitation"), dcase=False),
     "D": dict(machine="slider", ids=(0, 2, 4), seed=14, snr_db=-3.0,
               faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=True),
+    # Selection plants: scripts/select_detector.py chooses among head variants on these, so
+    # that A-D stay plants nobody tuned on.
+    "E": dict(machine="valve", ids=(0, 2, 4, 6), seed=21, snr_db=0.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=False),
+    "F": dict(machine="slider", ids=(1, 3, 5), seed=22, snr_db=-3.0, faults=None, dcase=True),
+    "G": dict(machine="fan", ids=(0, 2, 4, 6), seed=23, snr_db=-6.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=False),
 }
 
 

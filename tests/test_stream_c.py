@@ -1,6 +1,7 @@
-"""The streaming path in C (``ad_stream``): samples in, per-vector errors out in one call
-per block, bit for bit the front end's vectors through the int8 network; the Detector
-uses it for a C backend; a 16-bit WAV is read as int16 as it is stored.
+"""The streaming path in C (``ad_stream``): samples in, per-vector errors (or the heads'
+feature rows) out in one call per block, bit for bit the front end's vectors through the
+int8 network; the Detector uses it for a C backend and any head; a 16-bit WAV is read as
+int16 as it is stored.
 
 Uses the session fixture ``bundle`` (its model_int8.adq8).
 """
@@ -79,6 +80,56 @@ def test_detector_with_the_c_backend_scores_windows_like_the_python_front_end_pa
         dp += py.push(x[i:i + 3001])
     assert len(dc) == len(dp) == 20
     assert [d.score for d in dc] == [d.score for d in dp]
+
+
+def test_stream_rows_are_the_heads_numpy_features_of_the_same_vectors(backend):
+    """The C feature row against numpy's features of the union head (mse, band-maha,
+    stats) on the Python front end's vectors and the backend's reconstructions: equal, the
+    error column bit for bit the errors stream's, any chunking."""
+    from train.detectors import union_head
+
+    x = _audio(4.0, seed=5)
+    vectors = Frontend().push(x)
+    want = union_head(DEFAULT_SPEC).features(vectors, backend.run(vectors))
+    rng = np.random.default_rng(6)
+    stream, got, i = backend.stream(DEFAULT_SPEC, rows=True), [], 0
+    while i < len(x):
+        n = int(rng.choice([1, 300, 512, 5000]))
+        got.append(stream.push(x[i:i + n]))
+        i += n
+    got = np.concatenate(got)
+    assert got.shape == want.shape == (len(vectors), 1 + 3 * DEFAULT_SPEC.n_mels)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert np.array_equal(got[:, 0], backend.errors(vectors))
+    # the first frame and its square are the float vectors' values exactly
+    assert np.array_equal(got[:, 1 + 128:1 + 256], vectors[:, :128].astype(np.float64))
+
+
+def _fitted_ensemble(backend):
+    """An ensemble head (band-maha + stats) fitted on a few seconds of this audio."""
+    from train.detectors import feature_head, fit_head
+
+    head = feature_head("ensemble", DEFAULT_SPEC)
+    sums, counts = [], []
+    for seed in range(10, 22):
+        v = Frontend().push(_audio(2.0, seed=seed))
+        sums.append(head.features(v, backend.run(v)).sum(0))
+        counts.append(len(v))
+    return fit_head(head, np.array(sums), np.array(counts), np.array([0] * 6 + [1] * 6))
+
+
+def test_detector_with_an_ensemble_head_streams_in_c_like_the_python_path(backend):
+    head = _fitted_ensemble(backend)
+    x = _audio(15.0, seed=7)
+    c = Detector(backend, cutoff=1.0, window_s=5.0, head=head)
+    py = Detector(backend, cutoff=1.0, window_s=5.0, frontend=Frontend(), head=head)
+    assert c._cstream is not None and py._cstream is None
+    dc, dp = [], []
+    for i in range(0, len(x), 4001):
+        dc += c.push(x[i:i + 4001])
+        dp += py.push(x[i:i + 4001])
+    assert len(dc) == len(dp) == 10
+    np.testing.assert_allclose([d.score for d in dc], [d.score for d in dp], rtol=1e-9)
 
 
 def test_a_pcm16_file_is_read_as_int16_in_large_blocks_when_fast(tmp_path):

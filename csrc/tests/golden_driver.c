@@ -283,6 +283,47 @@ int main(int argc, char **argv)
                   "stream mode %d: %zu of %zu samples, %zu of %zu errors, or other bits", mode,
                   at, n, n_got, k_one);
         }
+        /* the heads' feature rows (random chunks, 1-3 rows of room): column 0 the errors
+         * above, then the per-band errors, the first frame and its square, bit for bit the
+         * definition in edge_ad.h applied to the network's reconstructions */
+        const size_t width = AD_STREAM_ROW;
+        float *recon = malloc(k_one * AD_VECTOR_SIZE * sizeof(float));
+        double *rows = malloc((k_one + 1) * width * sizeof(double));
+        CHECK(ad_dense_run_f32(net, chunked, k_one, NULL, recon, NULL) == AD_OK, "dense recon");
+        ad_stream_reset(stream);
+        size_t r_at = 0, n_rows = 0;
+        while (r_at < n) {
+            size_t chunk = 1 + rng() % 3000;
+            chunk = chunk < n - r_at ? chunk : n - r_at;
+            size_t room = 1 + rng() % 3;
+            room = room < k_one + 1 - n_rows ? room : k_one + 1 - n_rows;
+            size_t took = 0, wrote = 0;
+            CHECK(ad_stream_push_rows_f32(stream, x + r_at, chunk, rows + n_rows * width, room,
+                                          &took, &wrote) == AD_OK, "stream rows push");
+            r_at += took;
+            n_rows += wrote;
+            if (took == 0 && wrote == 0)
+                break;
+        }
+        CHECK(r_at == n && n_rows == k_one, "stream rows: %zu of %zu samples, %zu of %zu rows",
+              r_at, n, n_rows, k_one);
+        for (size_t v = 0; v < k_one; v++) {
+            const double *row = rows + v * width;
+            const float *xv = chunked + v * AD_VECTOR_SIZE, *rv = recon + v * AD_VECTOR_SIZE;
+            int same = memcmp(&row[0], &want[v], sizeof(double)) == 0;
+            for (int m = 0; m < AD_N_MELS; m++) {
+                double band = 0.0;
+                for (int f = 0; f < AD_CONTEXT; f++) {
+                    const double d = (double)rv[f * AD_N_MELS + m] - (double)xv[f * AD_N_MELS + m];
+                    band = f == 0 ? d * d : band + d * d;
+                }
+                same &= row[1 + m] == band && row[1 + AD_N_MELS + m] == (double)xv[m] &&
+                        row[1 + 2 * AD_N_MELS + m] == (double)xv[m] * (double)xv[m];
+            }
+            CHECK(same, "stream row %zu differs from its definition", v);
+        }
+        free(rows);
+        free(recon);
         char path[4096];
         snprintf(path, sizeof path, "%s/stream_err.f64", argv[3]);
         FILE *f = fopen(path, "wb");

@@ -18,6 +18,8 @@ from ..errors import BackendError, EdgeAdError
 from . import check_input
 
 KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon")
+#: vectors a push completes that go through CStream's preallocated buffer
+SMALL_PUSH = 8
 
 
 def _lib() -> tuple[Any, Any]:
@@ -125,9 +127,15 @@ class CBackend:
         """The network's int8 outputs for float inputs: ``(n, d) float32 -> (n, d) int8``."""
         return self._call(x, recon=False, errors=False, q=True)[0]
 
-    def stream(self, spec) -> "CStream":
+    @property
+    def streams_rows(self) -> bool:
+        """Whether the compiled module's C stream gives the heads' feature rows (a build
+        older than them gives errors only, and the ensemble heads then stream in numpy)."""
+        return hasattr(self._lib, "ad_stream_push_rows_i16")
+
+    def stream(self, spec, *, rows: bool = False) -> "CStream":
         """The whole streaming path in C for ``spec``'s front end: see :class:`CStream`."""
-        return CStream(self, spec)
+        return CStream(self, spec, rows=rows)
 
     def run_int8(self, q: np.ndarray) -> np.ndarray:
         """int8 in, int8 out: ``(n, n_in) int8 -> (n, n_out) int8``."""
@@ -150,9 +158,15 @@ class CBackend:
 class CStream:
     """Samples in, the squared error of each completed context vector out, one C call per
     block (``ad_stream``: front end, context ring, int8 network, SPEC 4's error). The
-    errors are bit for bit ``backend.errors(Frontend(spec).push(samples))``."""
+    errors are bit for bit ``backend.errors(Frontend(spec).push(samples))``.
 
-    def __init__(self, backend: CBackend, spec) -> None:
+    With ``rows=True`` each vector gives the detector heads' feature row instead
+    (``AD_STREAM_ROW`` float64 values, :func:`edge.heads.stream_row_width`: the error,
+    the per-band errors, the first frame, its square), so a head such as the default
+    ensemble streams without Python per vector too (:meth:`edge.heads.Head.stream_columns`
+    picks its columns)."""
+
+    def __init__(self, backend: CBackend, spec, *, rows: bool = False) -> None:
         from ..features import new_config
 
         self._ffi, self._lib = _lib()
@@ -165,28 +179,42 @@ class CStream:
             raise BackendError(f"{backend.path.name}: the C stream refuses spec "
                                f"{spec.digest[:12]}: "
                                f"{ffi.string(lib.ad_status_message(status)).decode()}")
+        self._width = int(lib.AD_STREAM_ROW) if rows else 0
+        self._push_i16 = lib.ad_stream_push_rows_i16 if rows else lib.ad_stream_push_i16
+        self._push_f32 = lib.ad_stream_push_rows_f32 if rows else lib.ad_stream_push_f32
         self._consumed = ffi.new("size_t *")
         self._written = ffi.new("size_t *")
+        # A hop-sized push completes at most a few vectors: they go through a buffer made
+        # once (and are copied out), which saves an allocation and a cffi call per push.
+        self._small = np.empty((SMALL_PUSH, self._width) if rows else SMALL_PUSH, np.float64)
+        self._small_ptr = ffi.from_buffer("double[]", self._small)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        """``(n,) int16`` (or float) samples -> ``(k,) float64`` errors, oldest first."""
+        """``(n,) int16`` (or float) samples -> ``(k,) float64`` errors (``(k, AD_STREAM_ROW)``
+        rows), oldest first."""
         ffi, lib = self._ffi, self._lib
-        a = np.asarray(samples)
-        if a.dtype == np.int16:
-            push, ctype = lib.ad_stream_push_i16, "int16_t[]"
+        a = samples
+        if isinstance(a, np.ndarray) and a.dtype == np.int16 and a.ndim == 1 and a.flags.c_contiguous:
+            push, ptr = self._push_i16, ffi.from_buffer("int16_t[]", a)
+        elif np.asarray(a).dtype == np.int16:
+            a = np.ascontiguousarray(np.asarray(a).reshape(-1))
+            push, ptr = self._push_i16, ffi.from_buffer("int16_t[]", a)
         else:
             from ..features import _as_waveform
-            a = _as_waveform(a, "CStream.push")
-            push, ctype = lib.ad_stream_push_f32, "float[]"
-        a = np.ascontiguousarray(a)
-        k = lib.ad_stream_vectors_for(self._state, a.size)
-        out = np.empty(k, np.float64)
-        status = push(self._state, ffi.from_buffer(ctype, a), a.size,
-                      ffi.from_buffer("double[]", out), k, self._consumed, self._written)
-        if status != lib.AD_OK or self._consumed[0] != a.size or self._written[0] != k:
+            a = np.ascontiguousarray(_as_waveform(np.asarray(a), "CStream.push"))
+            push, ptr = self._push_f32, ffi.from_buffer("float[]", a)
+        n = a.size
+        k = lib.ad_stream_vectors_for(self._state, n)
+        if k <= SMALL_PUSH:
+            out, out_ptr = self._small, self._small_ptr
+        else:
+            out = np.empty((k, self._width) if self._width else k, np.float64)
+            out_ptr = ffi.from_buffer("double[]", out)
+        status = push(self._state, ptr, n, out_ptr, k, self._consumed, self._written)
+        if status != lib.AD_OK or self._consumed[0] != n or self._written[0] != k:
             raise BackendError(f"C stream: status {status}, consumed {self._consumed[0]} of "
-                               f"{a.size} samples, wrote {self._written[0]} of {k} errors")
-        return out
+                               f"{n} samples, wrote {self._written[0]} of {k} errors")
+        return out[:k].copy() if out is self._small else out
 
     def reset(self) -> None:
         """Forget buffered samples and frames (a gap in the audio)."""
