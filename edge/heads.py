@@ -25,10 +25,13 @@ Heads:
     The Mahalanobis distance of clip statistics: per mel band the mean and the standard
     deviation over the window of the log-mel frames (each vector's first frame), fitted the
     same way. Needs no model output.
+``mel-mean``
+    ``stats`` without the standard deviations: the Mahalanobis distance of the per-band
+    mean of the log-mel frames.
 ``ensemble``
-    The mean of its parts' standardised log scores (standardised with the mean and standard
-    deviation of the part's log scores on normal training clips), as ``exp``: positive, so
-    the gamma cutoff fits it like any other score.
+    The weighted mean of its parts' standardised log scores (standardised with the mean and
+    standard deviation of the part's log scores on normal training clips, weights summing to
+    1), as ``exp``: positive, so the gamma cutoff fits it like any other score.
 
 On disk (in a RUN and in a bundle): ``head.json`` (kind, sizes, parameters and the layout
 of the arrays) and ``head.bin`` (the arrays as little-endian float64, concatenated). No
@@ -49,7 +52,7 @@ from .spec import FeatureSpec
 
 HEAD_JSON = "head.json"
 HEAD_BIN = "head.bin"
-KINDS = ("mse", "band-maha", "stats", "ensemble")
+KINDS = ("mse", "band-maha", "stats", "mel-mean", "ensemble")
 #: added to per-band mean squared errors before the log (errors of a perfect band are 0)
 BAND_EPS = 1e-6
 #: added to a band's variance before the square root (a constant band has none)
@@ -231,19 +234,51 @@ class ClipStatsHead(_Gaussian):
         return 1 + self.n_mels + np.arange(2 * self.n_mels)
 
 
+class MelMeanHead(_Gaussian):
+    """Mahalanobis distance of the per-band mean of the log-mel frames (``stats`` without
+    the standard deviations, which add estimation noise and little else: see
+    docs/detectors.md)."""
+
+    kind = "mel-mean"
+    needs_model = False
+
+    @property
+    def width(self) -> int:
+        return self.n_mels
+
+    @property
+    def n_clip_features(self) -> int:
+        return self.n_mels
+
+    def features(self, x: np.ndarray, recon: np.ndarray | None) -> np.ndarray:
+        return np.asarray(x[:, :self.n_mels], np.float64)
+
+    def clip_features(self, total: np.ndarray, n: int) -> np.ndarray:
+        return np.asarray(total, np.float64) / n
+
+    def stream_columns(self) -> np.ndarray:
+        return 1 + self.n_mels + np.arange(self.n_mels)
+
+
 class EnsembleHead(Head):
-    """Mean of the parts' standardised log scores, as ``exp``."""
+    """Weighted mean of the parts' standardised log scores, as ``exp``."""
 
     kind = "ensemble"
 
     def __init__(self, spec: FeatureSpec, parts: Sequence[Head], *, loc: Sequence[float] | None = None,
-                 scale: Sequence[float] | None = None):
+                 scale: Sequence[float] | None = None, weights: Sequence[float] | None = None):
         super().__init__(spec)
         if not parts:
             raise ValueError("an ensemble needs at least one part")
         self.parts = list(parts)
         self.loc = None if loc is None else np.asarray(loc, np.float64)
         self.scale = None if scale is None else np.asarray(scale, np.float64)
+        w = np.full(len(self.parts), 1.0) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (len(self.parts),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"ensemble weights {list(w)}: expected {len(self.parts)} finite "
+                             "values >= 0 with a positive sum")
+        #: each part's weight in the mean of standardised log scores (they sum to 1)
+        self.weights = w / w.sum()
         self._cuts = np.cumsum([0, *(p.width for p in self.parts)])
         self.needs_model = any(p.needs_model for p in self.parts)
 
@@ -266,10 +301,11 @@ class EnsembleHead(Head):
         if self.loc is None:
             raise ValueError("ensemble head is not fitted")
         z = (np.log(np.maximum(self.part_scores(total, n), 1e-300)) - self.loc) / self.scale
-        return float(math.exp(min(float(np.mean(z)), 700.0)))
+        return float(math.exp(min(float(np.dot(self.weights, z)), 700.0)))
 
     def params(self) -> dict[str, Any]:
-        return {"loc": [float(v) for v in self.loc], "scale": [float(v) for v in self.scale]}
+        return {"loc": [float(v) for v in self.loc], "scale": [float(v) for v in self.scale],
+                "weights": [float(v) for v in self.weights]}
 
     def describe(self) -> str:
         return "ensemble(" + ", ".join(p.describe() for p in self.parts) + ")"
@@ -352,7 +388,8 @@ def _from_doc(doc: Any, data: np.ndarray, spec: FeatureSpec, depth: int = 0) -> 
         if depth > 0:
             raise ValueError("an ensemble inside an ensemble")
         parts = [_from_doc(p, data, spec, depth + 1) for p in doc["parts"]]
-        head = EnsembleHead(spec, parts, loc=doc["loc"], scale=doc["scale"])
+        # bundles from before weights existed weigh their parts equally
+        head = EnsembleHead(spec, parts, loc=doc["loc"], scale=doc["scale"], weights=doc.get("weights"))
         if head.loc.shape != (len(parts),) or head.scale.shape != (len(parts),) \
                 or not np.all(head.scale > 0) or not np.all(np.isfinite(head.loc)):
             raise ValueError(f"ensemble loc/scale {doc['loc']}/{doc['scale']}: expected "
@@ -369,7 +406,7 @@ def _from_doc(doc: Any, data: np.ndarray, spec: FeatureSpec, depth: int = 0) -> 
                              f"({data.size} values)")
         return data[start:start + size].reshape(shape)
 
-    cls = BandMahalanobisHead if kind == "band-maha" else ClipStatsHead
+    cls = {"band-maha": BandMahalanobisHead, "stats": ClipStatsHead, "mel-mean": MelMeanHead}[kind]
     head = cls(spec, mean=array("mean"), precision=array("precision"))
     head.check()
     return head
@@ -410,4 +447,6 @@ def make_head(kind: str, spec: FeatureSpec) -> Head:
         return BandMahalanobisHead(spec)
     if kind == "stats":
         return ClipStatsHead(spec)
-    raise ValueError(f"head kind {kind!r}: expected one of {list(KINDS[:3])}")
+    if kind == "mel-mean":
+        return MelMeanHead(spec)
+    raise ValueError(f"head kind {kind!r}: expected one of {list(KINDS[:-1])}")

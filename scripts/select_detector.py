@@ -12,10 +12,11 @@ plant and training seed:
 3. every variant below is fitted on the normal training clips and scored on the test clips,
    float, per-ID AUC.
 
-Variants: the single heads; the ensemble of ``band-maha`` and ``stats`` at several weights
-(``w`` is the weight of ``stats``; 0.5 is today's equal mean); the three-part ensemble with
-``mse``; and each Gaussian scored against the clip's own machine ID's Gaussian instead of
-the nearest one ("own").
+Variants: the single heads (``mel-mean`` is ``stats`` without the SDs); the ensembles of
+``band-maha`` with ``stats`` or ``mel-mean`` at several weights (``w`` is the weight of the
+statistics part; 0.5 is an equal mean); ``mse`` with either; the three-part ensembles;
+each Gaussian scored against the clip's own machine ID's Gaussian instead of the nearest
+one ("own").
 
     .venv/bin/python scripts/select_detector.py --out /tmp/select --plants E F G --seeds 0 1
 """
@@ -32,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_detectors import PLANTS, make_plant  # noqa: E402
 
-WEIGHTS = (0.5, 0.6, 0.67, 0.75, 0.85)
+WEIGHTS = (0.5, 0.6, 0.67, 0.75, 0.85, 0.9)
 
 
 def plant_sums(name: str, seed: int, out: Path) -> dict:
@@ -71,17 +72,19 @@ def _gaussian_distances(head, sums, counts) -> np.ndarray:
 
 
 def variant_scores(p: dict, spec) -> dict[str, np.ndarray]:
-    """Test-clip scores of every variant (fitted on the fit rows only)."""
-    from train.detectors import fit_head, out_of_fold_scores
+    """Test-clip log scores of every variant (fitted on the fit rows only)."""
     from edge.heads import make_head
+    from train.detectors import fit_head, out_of_fold_scores
 
     fit, test, counts, ids = p["fit"], p["test"], p["counts"], p["ids"]
+    p = {**p, "mel-mean": p["stats"][:, :spec.n_mels]}
     id_list = sorted(set(ids[fit].tolist()))
     own = np.array([id_list.index(i) for i in ids[test]])
     logs, logs_own, oof = {}, {}, {}
-    for kind in ("mse", "band-maha", "stats"):
+    for kind in ("mse", "band-maha", "stats", "mel-mean"):
         head = fit_head(make_head(kind, spec), p[kind][fit], counts[fit], ids[fit])
-        o = np.log(np.maximum(out_of_fold_scores(make_head(kind, spec), p[kind][fit], counts[fit], ids[fit]), 1e-300))
+        o = np.log(np.maximum(out_of_fold_scores(make_head(kind, spec), p[kind][fit], counts[fit],
+                                                 ids[fit]), 1e-300))
         oof[kind] = (o.mean(), o.std(ddof=1))
         if kind == "mse":
             s = np.array([head.score(r, int(n)) for r, n in zip(p[kind][test], counts[test])])
@@ -94,13 +97,15 @@ def variant_scores(p: dict, spec) -> dict[str, np.ndarray]:
     def z(src, kind):
         return (src[kind] - oof[kind][0]) / oof[kind][1]
 
-    out = {k: logs[k] for k in logs}
+    out = dict(logs)
     out["stats own"] = logs_own["stats"]
-    out["band-maha own"] = logs_own["band-maha"]
-    for w in WEIGHTS:
-        out[f"ens w={w}"] = (1 - w) * z(logs, "band-maha") + w * z(logs, "stats")
-        out[f"ens own w={w}"] = (1 - w) * z(logs_own, "band-maha") + w * z(logs_own, "stats")
-    out["ens3 mse+bm+st"] = (z(logs, "mse") + z(logs, "band-maha") + z(logs, "stats")) / 3
+    out["mel-mean own"] = logs_own["mel-mean"]
+    for part in ("stats", "mel-mean"):
+        for w in WEIGHTS:
+            out[f"band-maha+{part} w={w}"] = (1 - w) * z(logs, "band-maha") + w * z(logs, part)
+        out[f"band-maha+{part} own w=0.5"] = (z(logs_own, "band-maha") + z(logs_own, part)) / 2
+        out[f"mse+{part} w=0.5"] = (z(logs, "mse") + z(logs, part)) / 2
+        out[f"mse+band-maha+{part}"] = (z(logs, "mse") + z(logs, "band-maha") + z(logs, part)) / 3
     return out
 
 

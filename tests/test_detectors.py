@@ -77,20 +77,36 @@ def test_stats_head_is_band_mean_and_sd_of_the_frames():
     assert not head.needs_model
 
 
-def test_ensemble_is_the_mean_of_standardised_log_scores():
+def test_mel_mean_head_is_band_mean_of_the_frames():
+    rng = np.random.default_rng(12)
+    head, xs, rs, groups = _fitted("mel-mean", rng)
+    feats = np.array([x[:, :M].astype(np.float64).mean(0) for x in xs])
+    fits = [LedoitWolf().fit(feats[groups == g]) for g in ("id_00", "id_02")]
+    np.testing.assert_allclose(head.mean, [f.location_ for f in fits], rtol=1e-9)
+    np.testing.assert_allclose(head.precision, [f.precision_ for f in fits], rtol=1e-7)
+    x = xs[7]
+    f = x[:, :M].astype(np.float64).mean(0)
+    expected = min(scipy_mahalanobis(f, fit.location_, fit.precision_) ** 2 for fit in fits)
+    assert head.clip_score(x, None) == pytest.approx(expected, rel=1e-7)
+    assert not head.needs_model
+
+
+def test_ensemble_is_the_weighted_mean_of_standardised_log_scores():
     rng = np.random.default_rng(3)
     head, xs, rs, groups = _fitted("ensemble", rng)
-    assert [p.kind for p in head.parts] == ["band-maha", "stats"]
+    assert [p.kind for p in head.parts] == ["band-maha", "mel-mean"]
+    assert list(head.weights) == pytest.approx([0.15, 0.85])
     x, r = xs[5], rs[5]
     parts = np.array([p.clip_score(x, r) for p in head.parts])
-    expected = math.exp(np.mean((np.log(parts) - head.loc) / head.scale))
+    expected = math.exp(0.15 * (math.log(parts[0]) - head.loc[0]) / head.scale[0]
+                        + 0.85 * (math.log(parts[1]) - head.loc[1]) / head.scale[1])
     assert head.clip_score(x, r) == pytest.approx(expected, rel=1e-12)
     # standardised out of fold: held-out clips' log scores spread about as wide as one SD,
     # never the in-sample spread (which is far narrower)
     assert np.all(head.scale > 0)
 
 
-@pytest.mark.parametrize("kind", ["ae", "ae-maha", "stats", "ensemble"])
+@pytest.mark.parametrize("kind", ["ae", "ae-maha", "stats", "mel-mean", "ensemble"])
 def test_window_ring_scores_like_the_clip(kind):
     rng = np.random.default_rng(4)
     head, xs, rs, _ = _fitted(kind, rng)
@@ -109,8 +125,18 @@ def test_head_files_round_trip_and_damage_is_refused(tmp_path):
     for name, data in head_files(head).items():
         (tmp_path / name).write_bytes(data)
     back = load_head(tmp_path, SPEC)
-    assert back.describe() == "ensemble(band-maha, stats)"
+    assert back.describe() == "ensemble(band-maha, mel-mean)"
     assert back.clip_score(xs[1], rs[1]) == head.clip_score(xs[1], rs[1])
+    # a head written before weights existed weighs its parts equally
+    doc = json.loads((tmp_path / "head.json").read_text())
+    del doc["head"]["weights"]
+    (tmp_path / "head.json").write_text(json.dumps(doc))
+    assert list(load_head(tmp_path, SPEC).weights) == [0.5, 0.5]
+    doc["head"]["weights"] = [1.0, -1.0]
+    (tmp_path / "head.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"head.json: not a valid detector head.*weights"):
+        load_head(tmp_path, SPEC)
+    (tmp_path / "head.json").write_text(json.dumps({**doc, "head": {**doc["head"], "weights": [0.15, 0.85]}}))
     assert isinstance(load_head(tmp_path / "nothing", SPEC), MSEHead)
     data = (tmp_path / "head.bin").read_bytes()
     (tmp_path / "head.bin").write_bytes(data[:100])
@@ -204,7 +230,7 @@ def test_evaluate_detector_all_compares_every_head(ensemble_run, tmp_path, capsy
                  "--report", str(tmp_path / "report"), "--jobs", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     comp = result["comparison"]
-    assert list(comp["detectors"]) == ["ae", "ae-maha", "stats", "ensemble"]
+    assert list(comp["detectors"]) == ["ae", "ae-maha", "stats", "mel-mean", "ensemble"]
     for name, table in comp["detectors"].items():
         for ident, row in table["per_id"].items():
             mine = [c for c in comp["clips"] if c["id"] == ident]

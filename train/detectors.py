@@ -13,9 +13,15 @@ name           network                            head
                                                   log mean squared error per mel band
 ``stats``      TRAINED (shipped, not scored)      ``stats``: Mahalanobis of per-band mean
                                                   and SD of the log-mel frames
-``ensemble``   TRAINED                            mean standardised log score of
-                                                  ``band-maha`` and ``stats``
+``mel-mean``   TRAINED (shipped, not scored)      ``mel-mean``: Mahalanobis of per-band
+                                                  mean of the log-mel frames
+``ensemble``   TRAINED                            weighted mean (0.15 / 0.85) of the
+                                                  standardised log scores of
+                                                  ``band-maha`` and ``mel-mean``
 =============  =================================  =========================================
+
+The ensemble's parts and weights were chosen on selection plants E-G
+(``scripts/select_detector.py``), never on the reported plants A-D.
 
 :data:`DEFAULT_DETECTOR` was chosen once from measurements on plants it is not reported on
 (``docs/detectors.md``, ``scripts/measure_detectors.py``).
@@ -27,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.heads import (BandMahalanobisHead, ClipStatsHead, EnsembleHead, Head, MSEHead,
-                        make_head)
+from edge.heads import (BandMahalanobisHead, ClipStatsHead, EnsembleHead, Head, MelMeanHead,
+                        MSEHead, make_head)
 from edge.spec import FeatureSpec
 
 if TYPE_CHECKING:        # torch is imported only where a network is trained or run
@@ -42,6 +48,7 @@ class DetectorKind:
     recipe: str                 # "seed" or "trained"
     heads: tuple[str, ...]      # one head, or the parts of an ensemble
     help: str
+    weights: tuple[float, ...] | None = None   # an ensemble's part weights (None: equal)
 
 
 DETECTORS: dict[str, DetectorKind] = {d.name: d for d in (
@@ -53,8 +60,10 @@ DETECTORS: dict[str, DetectorKind] = {d.name: d for d in (
                  "distance of its per-band reconstruction errors"),
     DetectorKind("stats", "trained", ("stats",), "a Gaussian over per-band log-mel mean and SD "
                  "(the autoencoder is still trained and shipped)"),
-    DetectorKind("ensemble", "trained", ("band-maha", "stats"), "ae-maha and stats, averaged "
-                 "as standardised log scores"),
+    DetectorKind("mel-mean", "trained", ("mel-mean",), "a Gaussian over the per-band log-mel "
+                 "mean (stats without the SDs; the autoencoder is still trained and shipped)"),
+    DetectorKind("ensemble", "trained", ("band-maha", "mel-mean"), "ae-maha and mel-mean, a "
+                 "weighted mean (0.15 / 0.85) of standardised log scores", weights=(0.15, 0.85)),
 )}
 DEFAULT_DETECTOR = "ensemble"
 
@@ -74,7 +83,7 @@ def feature_head(name: str, spec: FeatureSpec) -> Head:
     kinds = DETECTORS[name].heads
     if len(kinds) == 1:
         return make_head(kinds[0], spec)
-    return EnsembleHead(spec, [make_head(k, spec) for k in kinds])
+    return EnsembleHead(spec, [make_head(k, spec) for k in kinds], weights=DETECTORS[name].weights)
 
 
 def clip_sums(model: Any, vectors: "VectorSet", head: Head, *, chunk: int = 16384) -> np.ndarray:
@@ -131,7 +140,7 @@ def fit_head(head: Head, sums: np.ndarray, counts: np.ndarray, groups: Any = Non
     groups = np.zeros(len(sums), int) if groups is None else np.asarray(groups)
     if isinstance(head, MSEHead):
         return head
-    if isinstance(head, (BandMahalanobisHead, ClipStatsHead)):
+    if isinstance(head, (BandMahalanobisHead, ClipStatsHead, MelMeanHead)):
         return _gaussian(head, sums, counts, groups)
     if isinstance(head, EnsembleHead):
         for part, a, b in zip(head.parts, head._cuts[:-1], head._cuts[1:]):
@@ -142,7 +151,7 @@ def fit_head(head: Head, sums: np.ndarray, counts: np.ndarray, groups: Any = Non
         logs = np.log(np.maximum(np.column_stack([
             out_of_fold_scores(part, sums[:, a:b], counts, groups)
             for part, a, b in zip(head.parts, head._cuts[:-1], head._cuts[1:])]), 1e-300))
-        head.loc = logs.mean(0)
+        head.loc = logs.mean(0)   # (the weights are the detector's, set at construction)
         sd = logs.std(0, ddof=1) if len(logs) > 1 else np.ones(len(head.parts))
         head.scale = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
         return head
@@ -191,9 +200,11 @@ def union_head(spec: FeatureSpec) -> EnsembleHead:
 
 
 def split_union(sums: np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
-    """``{"mse", "band-maha", "stats"}`` columns of :func:`union_head` sums."""
+    """``{"mse", "band-maha", "stats", "mel-mean"}`` columns of :func:`union_head` sums
+    (``mel-mean``'s are the first half of ``stats``')."""
     m = spec.n_mels
-    return {"mse": sums[:, :1], "band-maha": sums[:, 1:1 + m], "stats": sums[:, 1 + m:1 + 3 * m]}
+    return {"mse": sums[:, :1], "band-maha": sums[:, 1:1 + m], "stats": sums[:, 1 + m:1 + 3 * m],
+            "mel-mean": sums[:, 1 + m:1 + 2 * m]}
 
 
 def head_sums(name: str, parts: dict[str, np.ndarray]) -> np.ndarray:
