@@ -11,7 +11,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
     !defined(AD_NO_CLONES)
-#define AD_HOT __attribute__((target_clones("avx2", "default")))
+#define AD_HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define AD_HOT
 #endif

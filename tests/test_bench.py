@@ -110,7 +110,7 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     assert edge["backend"] == "c int8" and result["edge_process_tflite"]["decisions"] == 110
     assert all(result["latency"][n]["decision"]["p50"] > 0 for n in bench.VARIANTS)
     assert result["frontend"]["c"]["hop"]["p50"] > 0
-    assert result["c_stream"]["hop"]["p50"] > 0
+    assert result["c_stream"]["hop"]["p50"] > 0 and result["c_stream"]["hop_bare"]["n"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

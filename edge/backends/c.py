@@ -20,6 +20,7 @@ from . import check_input
 KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon")
 #: vectors a push completes that go through CStream's preallocated buffer
 SMALL_PUSH = 8
+_INT16 = np.dtype(np.int16)
 
 
 def _lib() -> tuple[Any, Any]:
@@ -194,7 +195,7 @@ class CStream:
         rows), oldest first."""
         ffi, lib = self._ffi, self._lib
         a = samples
-        if isinstance(a, np.ndarray) and a.dtype == np.int16 and a.ndim == 1 and a.flags.c_contiguous:
+        if type(a) is np.ndarray and a.dtype is _INT16 and a.flags.c_contiguous:   # the hot case
             push, ptr = self._push_i16, ffi.from_buffer("int16_t[]", a)
         elif np.asarray(a).dtype == np.int16:
             a = np.ascontiguousarray(np.asarray(a).reshape(-1))
