@@ -92,7 +92,8 @@ size_t ad_dense_mem_bytes(const ad_dense_config *cfg)
     size_t bytes = AD_ALIGN; /* room to align the start */
     for (int32_t i = 0; i < cfg->n_layers; i++) {
         const size_t k = pad16(cfg->layers[i].n_in), n = pad16(cfg->layers[i].n_out);
-        bytes += align_up(k * n * sizeof(int16_t)) + 4 * align_up(n * sizeof(int32_t));
+        bytes += align_up(k * n * sizeof(int16_t)) + 4 * align_up(n * sizeof(int32_t)) +
+                 2 * align_up(n * sizeof(int64_t));
     }
     bytes += 2 * align_up(AD_DENSE_BATCH * width);                   /* act[0], act[1] */
     bytes += align_up(AD_DENSE_BATCH * width * sizeof(int16_t));     /* scratch */
@@ -167,6 +168,10 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     int32_t *bias = (int32_t *)p, *mult = bias + n_pad, *left = mult + n_pad,
             *right = left + n_pad;
     p += 4 * align_up(n_pad * sizeof(int32_t));
+    int64_t *shift64 = (int64_t *)p;
+    p += align_up(n_pad * sizeof(int64_t));
+    int64_t *round64 = (int64_t *)p;
+    p += align_up(n_pad * sizeof(int64_t));
     *cursor = p;
     memset(weights, 0, k_pad * n_pad * sizeof(int16_t));
     memset(bias, 0, 4 * n_pad * sizeof(int32_t));
@@ -194,6 +199,15 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
         left[o] = single_rounding ? 0 : l->shift[o] > 0 ? l->shift[o] : 0;
         right[o] = single_rounding ? 31 - l->shift[o] : l->shift[o] < 0 ? -l->shift[o] : 0;
     }
+    for (size_t o = 0; o < n_pad; o++) {
+        /* channel o's slot in its block of 16: evens first, then odds */
+        const size_t block = o / 16 * 16, lane = o % 16, slot = block + lane % 2 * 8 + lane / 2;
+        const int32_t t = right[o];
+        shift64[slot] = single_rounding ? t : 0;
+        round64[slot] = single_rounding ? INT64_C(1) << (t - 1) : 0;
+    }
+    dst->shift64 = shift64;
+    dst->round64 = round64;
     dst->weights = weights;
     dst->bias = bias;
     dst->multiplier = mult;

@@ -133,25 +133,25 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
 /* ---- AVX-512 VNNI --------------------------------------------------------------------- */
 
 /* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t with AVX-512's
- * 64-bit arithmetic shift, + zero point, clamp, saturating narrow (values are in range). */
+ * 64-bit arithmetic shift (t and 2^(t-1) precomputed per channel at init, in the even/odd
+ * lane order of the products), + zero point, then the saturating narrow, which is the
+ * clamp to [-128, 127]; a ReLU whose floor lies above -128 adds a max. */
 AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const ad_dense_layer *layer,
                                         size_t o)
 {
     const __m512i mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
-    const __m512i t = _mm512_loadu_si512((const void *)(layer->right_shift + o));
-    const __m512i one = _mm512_set1_epi64(1);
-    const __m512i t_even = _mm512_and_si512(t, _mm512_set1_epi64(0xffffffff));
-    const __m512i t_odd = _mm512_srli_epi64(t, 32);
+    const __m512i t_even = _mm512_loadu_si512((const void *)(layer->shift64 + o));
+    const __m512i t_odd = _mm512_loadu_si512((const void *)(layer->shift64 + o + 8));
+    const __m512i r_even = _mm512_loadu_si512((const void *)(layer->round64 + o));
+    const __m512i r_odd = _mm512_loadu_si512((const void *)(layer->round64 + o + 8));
     __m512i even = _mm512_mul_epi32(acc, mult);
     __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
-    even = _mm512_srav_epi64(
-        _mm512_add_epi64(even, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_even, one))), t_even);
-    odd = _mm512_srav_epi64(
-        _mm512_add_epi64(odd, _mm512_sllv_epi64(one, _mm512_sub_epi64(t_odd, one))), t_odd);
+    even = _mm512_srav_epi64(_mm512_add_epi64(even, r_even), t_even);
+    odd = _mm512_srav_epi64(_mm512_add_epi64(odd, r_odd), t_odd);
     __m512i y = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
     y = _mm512_add_epi32(y, _mm512_set1_epi32(layer->output_zero_point));
-    y = _mm512_min_epi32(y, _mm512_set1_epi32(127));
-    y = _mm512_max_epi32(y, _mm512_set1_epi32(layer->act_min));
+    if (layer->act_min > -128)
+        y = _mm512_max_epi32(y, _mm512_set1_epi32(layer->act_min));
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
 }
 

@@ -276,6 +276,11 @@ typedef struct {
     const int32_t *multiplier;    /* n_pad */
     const int32_t *left_shift;    /* n_pad: double rounding max(shift, 0); single: 0 */
     const int32_t *right_shift;   /* n_pad: double rounding max(-shift, 0); single 31 - shift */
+    /* single rounding, per block of 16 channels o..o+15: [o..o+7] the even channels
+     * o, o+2, .., o+14, [o+8..o+15] the odd ones (the 64-bit lanes of a product of even
+     * or odd int32 lanes): the right shift t and the rounding term 2^(t-1) as int64 */
+    const int64_t *shift64;       /* n_pad */
+    const int64_t *round64;       /* n_pad */
 } ad_dense_layer;
 
 /* The network; fixed size, treat as opaque. Not shared between threads (scratch). */
