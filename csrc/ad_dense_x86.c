@@ -180,7 +180,10 @@ AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, 
         for (int j = 0; j < nb; j++)
             for (int b = 0; b < nv; b++)
                 acc[h][j][b] = _mm512_setzero_si512();
-    for (size_t k = 0; k < k_pad; k += 4 * (size_t)ks) {
+    /* the padding inputs beyond n_in have zero weights: stop at the first whole step past
+     * n_in (a multiple of 4 ks, which divides k_pad) */
+    const size_t step = 4 * (size_t)ks, k_end = ((size_t)layer->n_in + step - 1) / step * step;
+    for (size_t k = 0; k < k_end; k += step) {
         for (int h = 0; h < ks; h++) {
             const size_t kh = k + 4 * (size_t)h;
             __m512i wk[4];
