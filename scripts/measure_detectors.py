@@ -106,15 +106,47 @@ def measure(name: str, seed: int, out: Path, *, cache: Path) -> dict:
     return row
 
 
+def table(results: Path) -> str:
+    """The markdown table of docs/detectors.md from ``results.jsonl`` (one row per plant
+    and seed, then the mean and SD over rows; per-ID AUC averaged over IDs)."""
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    names = list(rows[0]["float"])
+    cols = ["seed", *names, "board"]
+    head = ("| plant | train seed | seed | " + " | ".join(names)
+            + " | **default, int8 bundle, board** | lowest ID (board) |")
+    out = [head, "|" + "---|" * (len(cols) + 3)]
+    per: dict[str, list[float]] = {c: [] for c in cols}
+    lows = []
+    for r in rows:
+        vals = {"seed": r["seed_table"], **r["float"],
+                "board": {k: v for k, v in r["board"].items() if k != "backend"}}
+        means = {c: float(np.mean(list(vals[c].values()))) for c in cols}
+        low_id = min(vals["board"], key=vals["board"].get)
+        lows.append(vals["board"][low_id])
+        for c in cols:
+            per[c].append(means[c])
+        out.append(f"| {r['plant']} | {r['seed']} | " + " | ".join(f"{means[c]:.3f}" for c in cols[:-1])
+                   + f" | **{means['board']:.3f}** | {vals['board'][low_id]:.3f} ({low_id}) |")
+    out.append(f"| **mean ± SD, {len(rows)} runs** | | "
+               + " | ".join(f"{np.mean(per[c]):.3f} ± {np.std(per[c], ddof=1):.3f}" for c in cols[:-1])
+               + f" | **{np.mean(per['board']):.3f} ± {np.std(per['board'], ddof=1):.3f}** | {min(lows):.3f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/edge-ad-measure"))
     ap.add_argument("--plants", nargs="+", default=["A", "B", "C", "D"], choices=list(PLANTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--table", action="store_true",
+                    help="print the markdown table of OUT/results.jsonl and measure nothing")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
+    if args.table:
+        print(table(results))
+        return
     for name in args.plants:
         for seed in args.seeds:
             row = measure(name, seed, args.out, cache=args.out / "cache")

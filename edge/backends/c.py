@@ -21,6 +21,7 @@ KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon")
 #: vectors a push completes that go through CStream's preallocated buffer
 SMALL_PUSH = 8
 _INT16 = np.dtype(np.int16)
+_FLOAT32 = np.dtype(np.float32)
 
 
 def _lib() -> tuple[Any, Any]:
@@ -118,7 +119,22 @@ class CBackend:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Reconstruct vectors: ``(n, d) float32 -> (n, d) float32`` (dequantised)."""
-        return self._call(x, recon=True, errors=False, q=False)[1]
+        # The per-decision call: written out rather than through _call, whose generality
+        # costs several microseconds against a 31-vector network of about 40.
+        if not (type(x) is np.ndarray and x.dtype is _FLOAT32 and x.ndim == 2 and x.flags.c_contiguous):
+            x = check_input(x, self.width, self.path)
+        elif x.shape[1] != self.width:
+            check_input(x, self.width, self.path)     # raises
+        n = len(x)
+        out = np.empty((n, self.n_out), np.float32)
+        if n:
+            ffi = self._ffi
+            status = self._lib.ad_dense_run_f32(self._state, ffi.from_buffer("float[]", x), n, ffi.NULL,
+                                                ffi.from_buffer("float[]", out), ffi.NULL)
+            if status != 0:
+                raise BackendError(f"{self.path.name}: C int8 kernel: "
+                                   f"{ffi.string(self._lib.ad_status_message(status)).decode()}")
+        return out
 
     def errors(self, x: np.ndarray) -> np.ndarray:
         """``||recon_i - x_i||^2`` of each vector, ``(n, d) float32 -> (n,) float64``."""
