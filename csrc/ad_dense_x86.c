@@ -135,7 +135,9 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
 /* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t with AVX-512's
  * 64-bit arithmetic shift (t and 2^(t-1) precomputed per channel at init, in the even/odd
  * lane order of the products), + zero point, then the saturating narrow, which is the
- * clamp to [-128, 127]; a ReLU whose floor lies above -128 adds a max. */
+ * clamp to [-128, 127]; a ReLU whose floor lies above -128 adds a max. (As in the scalar
+ * kernel, the zero point is added in int32: init's range check keeps the shifted value
+ * far from INT32_MAX for any network a converter writes, not for every int32 input.) */
 AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const ad_dense_layer *layer,
                                         size_t o)
 {

@@ -47,6 +47,14 @@ PLANTS = {
 }
 
 
+DESCRIBE = {
+    "A": "fan IDs 1,3,5,7, plant seed 11, 6 dB",
+    "B": "pump IDs 0,2,4, 0 dB",
+    "C": "fan, 6 dB, only looseness + cavitation (held-out faults)",
+    "D": "slider IDs 0,2,4, -3 dB, all six faults, DCASE layout",
+}
+
+
 def make_plant(name: str, out: Path) -> Path:
     from train.synth import FAULTS, copy_as_dcase, write_plant
 
@@ -110,11 +118,14 @@ def table(results: Path) -> str:
     """The markdown table of docs/detectors.md from ``results.jsonl`` (one row per plant
     and seed, then the mean and SD over rows; per-ID AUC averaged over IDs)."""
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise SystemExit(f"measure_detectors: {results} holds no measurement yet")
     names = list(rows[0]["float"])
     cols = ["seed", *names, "board"]
-    head = ("| plant | train seed | seed | " + " | ".join(names)
-            + " | **default, int8 bundle, board** | lowest ID (board) |")
-    out = [head, "|" + "---|" * (len(cols) + 3)]
+    head = ("| plant | differs from the dev plant | train seed | seed | "
+            + " | ".join(f"{n} (float)" if n == "ensemble" else n for n in names)
+            + " | **ensemble, int8 bundle, board** | lowest ID (board) |")
+    out = [head, "|" + "---|" * (len(cols) + 4)]
     per: dict[str, list[float]] = {c: [] for c in cols}
     lows = []
     for r in rows:
@@ -125,9 +136,10 @@ def table(results: Path) -> str:
         lows.append(vals["board"][low_id])
         for c in cols:
             per[c].append(means[c])
-        out.append(f"| {r['plant']} | {r['seed']} | " + " | ".join(f"{means[c]:.3f}" for c in cols[:-1])
+        out.append(f"| {r['plant']} | {DESCRIBE.get(r['plant'], '')} | {r['seed']} | "
+                   + " | ".join(f"{means[c]:.3f}" for c in cols[:-1])
                    + f" | **{means['board']:.3f}** | {vals['board'][low_id]:.3f} ({low_id}) |")
-    out.append(f"| **mean ± SD, {len(rows)} runs** | | "
+    out.append(f"| **mean ± SD, {len(rows)} runs** | | | "
                + " | ".join(f"{np.mean(per[c]):.3f} ± {np.std(per[c], ddof=1):.3f}" for c in cols[:-1])
                + f" | **{np.mean(per['board']):.3f} ± {np.std(per['board'], ddof=1):.3f}** | {min(lows):.3f} |")
     return "\n".join(out)

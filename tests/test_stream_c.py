@@ -106,7 +106,7 @@ def test_stream_rows_are_the_heads_numpy_features_of_the_same_vectors(backend):
 
 
 def _fitted_ensemble(backend):
-    """An ensemble head (band-maha + stats) fitted on a few seconds of this audio."""
+    """The default ensemble head (band-maha + mel-mean) fitted on a few seconds of this audio."""
     from train.detectors import feature_head, fit_head
 
     head = feature_head("ensemble", DEFAULT_SPEC)

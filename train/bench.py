@@ -179,12 +179,14 @@ def bench_frontends(x: np.ndarray, *, spec: FeatureSpec = DEFAULT_SPEC, repeat: 
 
 
 def bench_c_stream(bundle: Any, x: np.ndarray, *, n_hops: int = 400) -> dict[str, Any]:
-    """One hop of samples through the whole C path (front end, context ring, int8 network,
-    error: ``CStream.push``, one C call), the cffi call included; per hop percentiles."""
-    from edge.backends.c import CBackend
+    """One hop of samples through the whole C path the bundle's detector streams with
+    (front end, context ring, int8 network, and the error or, for the heads beyond A(X),
+    the feature row: ``BundleDetector.c_stream``), per hop percentiles: through the Python
+    wrapper, and as the bare cffi call with buffers made once."""
+    from edge.detector import open_detector
 
     spec = bundle.spec
-    stream = CBackend(bundle.model_path("c", "int8")).stream(spec)
+    stream = open_detector(bundle, backend="c", precision="int8").c_stream()
     n_hops = min(n_hops, len(x) // spec.hop_length)
     pcm = np.clip(np.asarray(x[: n_hops * spec.hop_length]) * 32768, -32768, 32767).astype(np.int16)
     hops = pcm.reshape(n_hops, spec.hop_length)
@@ -196,23 +198,25 @@ def bench_c_stream(bundle: Any, x: np.ndarray, *, n_hops: int = 400) -> dict[str
         stream.push(h)
         t[i] = time.perf_counter() - t0
     # The C call alone, buffers made once (what a C caller pays; the Python wrapper's
-    # checks and allocation are the difference), on the same hops after a reset.
-    ffi, lib = stream._ffi, stream._lib
-    stream.reset()
-    out = np.empty(8, np.float64)
+    # checks, allocation and column pick are the difference), on the same hops after a reset.
+    cs = getattr(stream, "stream", stream)          # under a head's column view
+    ffi, lib = cs._ffi, cs._lib
+    cs.reset()
+    rows = cs._width > 0
+    out = np.empty((8, cs._width) if rows else 8, np.float64)
     out_ptr, used, wrote = ffi.from_buffer("double[]", out), ffi.new("size_t *"), ffi.new("size_t *")
     ptrs = [ffi.from_buffer("int16_t[]", h) for h in hops]
-    push = lib.ad_stream_push_i16
+    push = lib.ad_stream_push_rows_i16 if rows else lib.ad_stream_push_i16
     tb = np.empty(len(hops))
     bad = 0
     for i, p in enumerate(ptrs):
         t0 = time.perf_counter()
-        status = push(stream._state, p, spec.hop_length, out_ptr, 8, used, wrote)
+        status = push(cs._state, p, spec.hop_length, out_ptr, 8, used, wrote)
         tb[i] = time.perf_counter() - t0
         bad += status != lib.AD_OK or used[0] != spec.hop_length
     if bad:
         raise EdgeAdError(f"bench: the bare C stream call failed on {bad} of {len(hops)} hops")
-    return {"hop": _pct(t), "hop_bare": _pct(tb[8:])}
+    return {"hop": _pct(t), "hop_bare": _pct(tb[8:]), "rows": bool(rows)}
 
 
 # --------------------------------------------------------------------------- models
@@ -446,8 +450,9 @@ def render(result: dict[str, Any]) -> str:
     cs = result.get("c_stream")
     if cs:
         bare = cs.get("hop_bare")
+        what = "feature row" if cs.get("rows") else "error"
         lines.append(f"  c path   per hop {_fmt_t(cs['hop']['p50'])} (p99 {_fmt_t(cs['hop']['p99'])}): "
-                     "front end, int8 network and error in one C call"
+                     f"front end, int8 network and {what} in one C call"
                      + (f"; the bare cffi call {_fmt_t(bare['p50'])} (p99 {_fmt_t(bare['p99'])})"
                         if bare else ""))
     for key, title in (("edge_stream", "edge stream loop (in process)"),
