@@ -10,7 +10,7 @@
 #       armhf    arm-linux-gnueabihf-gcc -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard
 #                                                                 (Pi 2/3, 32-bit, NEON)
 #   scripts/check-c.sh fuzz OUTDIR SECONDS [TARGET]  build a libFuzzer target (frontend,
-#       the default, or dense) with clang -fsanitize=fuzzer,address,undefined and run it
+#       the default, dense, or stream) with clang -fsanitize=fuzzer,address,undefined and run it
 #       for SECONDS; exit 1 on a finding
 #   scripts/check-c.sh runner KIND         print the command prefix that runs a KIND program
 #                                          (qemu-user with the cross sysroot for ARM)
@@ -59,7 +59,7 @@ runner() {
 
 fuzz() {
   local out=$1 seconds=$2 target=${3:-frontend}
-  case $target in frontend|dense) ;; *) die "unknown fuzz target '$target' (frontend, dense)" ;; esac
+  case $target in frontend|dense|stream) ;; *) die "unknown fuzz target '$target' (frontend, dense, stream)" ;; esac
   command -v clang >/dev/null || die "clang not found (scripts/setup.sh installs it)"
   mkdir -p "$out/corpus-$target"
   clang -O1 -g -std=c11 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
