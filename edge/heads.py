@@ -260,6 +260,21 @@ class MelMeanHead(_Gaussian):
         return 1 + self.n_mels + np.arange(self.n_mels)
 
 
+#: beyond this a standardised log score is not exponentiated (exp(709) is float64's limit)
+EXP_LIMIT = 700.0
+
+
+def ensemble_exp(z: float) -> float:
+    """``exp(z)``, continued as ``exp(L) (1 + log(1 + z - L))`` above ``L =``
+    :data:`EXP_LIMIT`: positive, finite (below 1e307 for any finite z) and strictly
+    increasing everywhere, so windows far outside the training data (a part standardised
+    by a tiny spread, fitted on a handful of clips) keep their order instead of all
+    scoring the same capped value."""
+    if z <= EXP_LIMIT:
+        return math.exp(z)
+    return math.exp(EXP_LIMIT) * (1.0 + math.log1p(min(z, 1e300) - EXP_LIMIT))
+
+
 class EnsembleHead(Head):
     """Weighted mean of the parts' standardised log scores, as ``exp``."""
 
@@ -301,7 +316,7 @@ class EnsembleHead(Head):
         if self.loc is None:
             raise ValueError("ensemble head is not fitted")
         z = (np.log(np.maximum(self.part_scores(total, n), 1e-300)) - self.loc) / self.scale
-        return float(math.exp(min(float(np.dot(self.weights, z)), 700.0)))
+        return ensemble_exp(float(np.dot(self.weights, z)))
 
     def params(self) -> dict[str, Any]:
         return {"loc": [float(v) for v in self.loc], "scale": [float(v) for v in self.scale],

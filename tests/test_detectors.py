@@ -106,6 +106,20 @@ def test_ensemble_is_the_weighted_mean_of_standardised_log_scores():
     assert np.all(head.scale > 0)
 
 
+def test_ensemble_scores_far_outside_the_training_data_keep_their_order():
+    """A part standardised by a tiny spread gives standardised log scores in the
+    thousands: they must stay finite and ordered, not tie at a cap (ties made the
+    ensemble's AUC exactly 0.5 on real recordings with one training recording)."""
+    from edge.heads import ensemble_exp
+
+    zs = [-800.0, -5.0, 0.0, 3.0, 699.0, 700.0, 701.0, 5e3, 1e6, 1e300]
+    out = [ensemble_exp(z) for z in zs]
+    assert all(math.isfinite(v) and v >= 0 for v in out)
+    assert all(a < b for a, b in zip(out[1:], out[2:]))
+    assert out[3] == pytest.approx(math.exp(3.0), rel=1e-15)
+    assert out[5] == math.exp(700.0)
+
+
 @pytest.mark.parametrize("kind", ["ae", "ae-maha", "stats", "mel-mean", "ensemble"])
 def test_window_ring_scores_like_the_clip(kind):
     rng = np.random.default_rng(4)
