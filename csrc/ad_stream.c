@@ -37,16 +37,16 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
     return st && st->net ? ad_frontend_vectors_for(&st->frontend, n_samples) : 0;
 }
 
-#define AD_STREAM_BODY(PUSH, EMIT, STRIDE)                                                  \
+#define AD_STREAM_BODY(PUSH, EMIT, STRIDE, OUT, CAPACITY, N_OUT)                            \
     do {                                                                                    \
-        if (!st || (!samples && n_samples > 0) || (!errors && errors_capacity > 0) ||       \
-            !n_consumed || !n_errors)                                                       \
+        if (!st || (!samples && n_samples > 0) || (!(OUT) && (CAPACITY) > 0) ||             \
+            !n_consumed || !(N_OUT))                                                        \
             return AD_ERR_NULL;                                                             \
         if (!st->net)                                                                       \
             return AD_ERR_STATE;                                                            \
         size_t used = 0, written = 0;                                                       \
         for (;;) {                                                                          \
-            size_t room = errors_capacity - written, took = 0, got = 0;                     \
+            size_t room = (CAPACITY) - written, took = 0, got = 0;                          \
             room = room < AD_DENSE_BATCH ? room : AD_DENSE_BATCH;                           \
             ad_status s = PUSH(&st->frontend, samples + used, n_samples - used,             \
                                st->vectors, room, &took, &got);                             \
@@ -54,7 +54,7 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
                 return s;                                                                   \
             used += took;                                                                   \
             if (got > 0) {                                                                  \
-                s = EMIT(st, got, errors + written * (STRIDE));                            \
+                s = EMIT(st, got, (OUT) + written * (STRIDE));                              \
                 if (s != AD_OK)                                                             \
                     return s;                                                               \
                 written += got;                                                             \
@@ -64,7 +64,7 @@ size_t ad_stream_vectors_for(const ad_stream *st, size_t n_samples)
                 break;                                                                      \
         }                                                                                   \
         *n_consumed = used;                                                                 \
-        *n_errors = written;                                                                \
+        *(N_OUT) = written;                                                                 \
         return AD_OK;                                                                       \
     } while (0)
 
@@ -103,32 +103,26 @@ ad_status ad_stream_push_i16(ad_stream *st, const int16_t *samples, size_t n_sam
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors)
 {
-    AD_STREAM_BODY(ad_frontend_push_i16, emit_errors, 1);
+    AD_STREAM_BODY(ad_frontend_push_i16, emit_errors, 1, errors, errors_capacity, n_errors);
 }
 
 ad_status ad_stream_push_f32(ad_stream *st, const float *samples, size_t n_samples,
                              double *errors, size_t errors_capacity, size_t *n_consumed,
                              size_t *n_errors)
 {
-    AD_STREAM_BODY(ad_frontend_push_f32, emit_errors, 1);
+    AD_STREAM_BODY(ad_frontend_push_f32, emit_errors, 1, errors, errors_capacity, n_errors);
 }
 
 ad_status ad_stream_push_rows_i16(ad_stream *st, const int16_t *samples, size_t n_samples,
                                   double *rows, size_t rows_capacity, size_t *n_consumed,
                                   size_t *n_rows)
 {
-    double *errors = rows;
-    const size_t errors_capacity = rows_capacity;
-    size_t *n_errors = n_rows;
-    AD_STREAM_BODY(ad_frontend_push_i16, emit_rows, AD_STREAM_ROW);
+    AD_STREAM_BODY(ad_frontend_push_i16, emit_rows, AD_STREAM_ROW, rows, rows_capacity, n_rows);
 }
 
 ad_status ad_stream_push_rows_f32(ad_stream *st, const float *samples, size_t n_samples,
                                   double *rows, size_t rows_capacity, size_t *n_consumed,
                                   size_t *n_rows)
 {
-    double *errors = rows;
-    const size_t errors_capacity = rows_capacity;
-    size_t *n_errors = n_rows;
-    AD_STREAM_BODY(ad_frontend_push_f32, emit_rows, AD_STREAM_ROW);
+    AD_STREAM_BODY(ad_frontend_push_f32, emit_rows, AD_STREAM_ROW, rows, rows_capacity, n_rows);
 }

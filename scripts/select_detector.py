@@ -64,11 +64,10 @@ def plant_sums(name: str, seed: int, out: Path) -> dict:
 
 def _gaussian_distances(head, sums, counts) -> np.ndarray:
     """``(n_clips, n_ids)`` squared Mahalanobis distance to each ID's Gaussian."""
-    out = np.empty((len(sums), len(head.mean)))
-    for i, (s, n) in enumerate(zip(sums, counts)):
-        d = head.clip_features(s, int(n))[None, :] - head.mean
-        out[i] = np.einsum("ci,cij,cj->c", d, head.precision, d)
-    return np.maximum(out, 0.0)
+    from edge.heads import mahalanobis_each
+
+    return np.array([mahalanobis_each(head.clip_features(s, int(n)), head.mean, head.precision)
+                     for s, n in zip(sums, counts)])
 
 
 def variant_scores(p: dict, spec) -> dict[str, np.ndarray]:

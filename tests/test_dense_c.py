@@ -313,14 +313,6 @@ def test_dense_driver_gives_litert_reference_bits_on_every_build(
 
 
 def test_libfuzzer_on_random_networks_and_inputs_finds_nothing(tmp_path):
-    from test_frontend_c import SCRIPT, _require
+    from test_frontend_c import run_libfuzzer
 
-    _require(["clang"])
-    seconds = int(os.environ.get("EDGE_AD_FUZZ_SECONDS", "25"))
-    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds), "dense"],
-                          capture_output=True, text=True, timeout=seconds + 120)
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-4000:]
-    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), log[-4000:]
-    runs = [int(line.split()[1]) for line in log.splitlines() if line.startswith("Done ")]
-    assert runs and runs[0] > 1000, log[-2000:]
+    run_libfuzzer(tmp_path, "dense", min_runs=1000)

@@ -166,14 +166,20 @@ def test_cross_compiled_kernel_under_qemu_matches_x86(kind: str, tmp_path: Path,
         _check_against_reference(name, out)
 
 
-@pytest.mark.slow
-def test_libfuzzer_run_on_random_lengths_chunks_and_samples_finds_nothing(tmp_path: Path) -> None:
+def run_libfuzzer(tmp_path: Path, target: str, *, min_runs: int) -> None:
+    """``check-c.sh fuzz`` on ``target`` for EDGE_AD_FUZZ_SECONDS (25): no finding, no
+    crash or leak file, and at least ``min_runs`` inputs tried."""
     _require(["clang"])
     seconds = int(os.environ.get("EDGE_AD_FUZZ_SECONDS", "25"))
-    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds)],
+    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds), target],
                           capture_output=True, text=True, timeout=seconds + 120)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), log[-4000:]
     runs = [int(line.split()[1]) for line in log.splitlines() if line.startswith("Done ")]
-    assert runs and runs[0] > 1000, log[-2000:]
+    assert runs and runs[0] > min_runs, log[-2000:]
+
+
+@pytest.mark.slow
+def test_libfuzzer_run_on_random_lengths_chunks_and_samples_finds_nothing(tmp_path: Path) -> None:
+    run_libfuzzer(tmp_path, "frontend", min_runs=1000)

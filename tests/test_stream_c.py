@@ -154,17 +154,6 @@ def test_libfuzzer_on_the_stream_with_random_networks_chunks_and_room_finds_noth
     """csrc/tests/fuzz_stream.c under ASan/UBSan: errors and rows streams of random
     640 -> W -> 640 networks, random samples, chunks and capacities agree and stay in
     bounds (what the target checks is in its header)."""
-    import os
-    import subprocess
+    from test_frontend_c import run_libfuzzer
 
-    from test_frontend_c import SCRIPT, _require
-
-    _require(["clang"])
-    seconds = int(os.environ.get("EDGE_AD_FUZZ_SECONDS", "25"))
-    done = subprocess.run([str(SCRIPT), "fuzz", str(tmp_path), str(seconds), "stream"],
-                          capture_output=True, text=True, timeout=seconds + 120)
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-4000:]
-    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*")), log[-4000:]
-    runs = [int(line.split()[1]) for line in log.splitlines() if line.startswith("Done ")]
-    assert runs and runs[0] > 300, log[-2000:]
+    run_libfuzzer(tmp_path, "stream", min_runs=300)
