@@ -6,10 +6,19 @@
  * zero-point terms folded into the bias at init:
  *   sum_k (x_k - zp) w_k + bias = sum_k x_k w_k + (bias - zp sum_k w_k)
  * exact in int32 because init bounds every partial sum (AD_ERR_DENSE_RANGE otherwise). */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* syscall() under -std=c99: the AMX grant (amx_usable) */
+#endif
 #include "ad_dense_kernels.h"
 
 #include <math.h>
 #include <string.h>
+
+#if defined(AD_DENSE_HAVE_X86) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #define AD_DENSE_MAGIC 0x61644e4eu /* "adNN" */
 #define AD_PAD 16                   /* widths are padded to multiples of it */
@@ -20,11 +29,32 @@ static const ad_dense_layer_fn KERNELS[AD_DENSE_N_KERNELS] = {
 #ifdef AD_DENSE_HAVE_X86
     [AD_DENSE_AVX2] = ad_dense_layer_avx2,
     [AD_DENSE_AVX512_VNNI] = ad_dense_layer_vnni,
+    [AD_DENSE_AMX] = ad_dense_layer_amx,
 #endif
 #ifdef AD_DENSE_HAVE_NEON
     [AD_DENSE_NEON] = ad_dense_layer_neon,
 #endif
 };
+
+#if defined(AD_DENSE_HAVE_X86) && defined(__linux__)
+/* AMX int8 is usable when the CPU has it (CPUID.7.0:EDX bits 24, 25), the OS saves its
+ * state (XCR0 bits 17, 18) and Linux grants this process the tile data (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, Linux 5.16+; without the grant the first tile instruction faults).
+ * Asking again is harmless. */
+static int amx_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)))
+        return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))  /* OSXSAVE: xgetbv works */
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17))
+        return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+}
+#endif
 
 uint32_t ad_dense_kernels(void)
 {
@@ -37,6 +67,10 @@ uint32_t ad_dense_kernels(void)
             __builtin_cpu_supports("avx512vnni"))
             mask |= 1u << AD_DENSE_AVX512_VNNI;
     }
+#ifdef __linux__
+    if ((mask & (1u << AD_DENSE_AVX512_VNNI)) && amx_usable())
+        mask |= 1u << AD_DENSE_AMX;
+#endif
 #endif
 #ifdef AD_DENSE_HAVE_NEON
     mask |= 1u << AD_DENSE_NEON;
@@ -52,6 +86,7 @@ const char *ad_dense_kernel_name(int32_t kernel)
     case AD_DENSE_AVX2: return "avx2";
     case AD_DENSE_AVX512_VNNI: return "avx512-vnni";
     case AD_DENSE_NEON: return "neon";
+    case AD_DENSE_AMX: return "amx";
     default: return "unknown";
     }
 }
@@ -147,8 +182,9 @@ static ad_status check_layer(const ad_dense_layer_config *l, int32_t expected_in
  *   scalar, NEON: int8 [n_pad][k_pad], row-major, zero-padded;
  *   AVX2:         int16 [n_pad / 8][k_pad / 2][8][2]: 8 outputs x 2 inputs per 32 bytes,
  *                 one vpmaddwd against a broadcast input pair;
- *   VNNI:         int8 [n_pad / 16][k_pad / 4][16][4]: 16 outputs x 4 inputs per 64
- *                 bytes, one vpdpbusd against 4 broadcast u8 inputs. */
+ *   VNNI, AMX:    int8 [n_pad / 16][k_pad / 4][16][4]: 16 outputs x 4 inputs per 64
+ *                 bytes, one vpdpbusd against 4 broadcast u8 inputs; for AMX, 16 such
+ *                 rows are a B tile (ad_dense_x86.c). */
 static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int32_t kernel,
                        int32_t single_rounding, unsigned char **cursor)
 {
@@ -178,8 +214,8 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     for (size_t o = 0; o < n_pad; o++)   /* the padding channels: shift 0 */
         right[o] = single_rounding ? 31 : 0;
 
-    const int32_t offset = kernel == AD_DENSE_AVX512_VNNI ? l->input_zero_point + 128
-                                                          : l->input_zero_point;
+    const int u8_inputs = kernel == AD_DENSE_AVX512_VNNI || kernel == AD_DENSE_AMX;
+    const int32_t offset = u8_inputs ? l->input_zero_point + 128 : l->input_zero_point;
     for (size_t o = 0; o < (size_t)l->n_out; o++) {
         const int8_t *w = l->weights + o * (size_t)l->n_in;
         int32_t sum = 0;
@@ -188,7 +224,7 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
             if (kernel == AD_DENSE_AVX2)
                 ((int16_t *)weights)[(o / 8) * k_pad * 8 + (k / 2) * 16 + (o % 8) * 2 + k % 2] =
                     w[k];
-            else if (kernel == AD_DENSE_AVX512_VNNI)
+            else if (u8_inputs)
                 ((int8_t *)weights)[(o / 16) * k_pad * 16 + (k / 4) * 64 + (o % 16) * 4 + k % 4] =
                     w[k];
             else

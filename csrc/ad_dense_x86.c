@@ -7,9 +7,12 @@
  *   AVX-512 VNNI: inputs as u8 (x + 128, the bias absorbs the 128); per 4 inputs one
  *                 vpdpbusd of the broadcast quad against 16 outputs' weights (64
  *                 multiply-adds), int32 sums with no intermediate saturation.
- * Both keep up to AD_DENSE_BATCH vectors' sums in registers, so each weight load serves
- * them all, and requantise 8 channels at a time with the scalar definition's arithmetic
- * (ad_dense_kernels.h): the results are the scalar kernel's, bit for bit. */
+ *   AMX:          the same u8 inputs and packed weights as tiles: one tdpbusd multiplies
+ *                 up to 16 vectors x 64 inputs by 64 inputs x 16 outputs (16384
+ *                 multiply-adds), int32 sums as VNNI's; requantised with VNNI's code.
+ * AVX2 and VNNI keep up to 8 or 4 vectors' sums in registers, so each weight load serves
+ * them all; all three requantise 8 or 16 channels at a time with the scalar definition's
+ * arithmetic (ad_dense_kernels.h): the results are the scalar kernel's, bit for bit. */
 #include "ad_dense_kernels.h"
 
 #ifdef AD_DENSE_HAVE_X86
@@ -90,7 +93,7 @@ AD_INLINE AD_AVX2 void avx2_body(const ad_dense_layer *layer, const int16_t *x, 
     const int16_t *w = (const int16_t *)layer->weights;
     for (size_t o = 0; o < n_pad; o += 8) {
         const int16_t *wb = w + o * k_pad;
-        __m256i acc[AD_DENSE_BATCH];
+        __m256i acc[8];
         for (int b = 0; b < nv; b++)
             acc[b] = _mm256_setzero_si256();
         for (size_t k = 0; k < k_pad; k += 2) {
@@ -117,16 +120,21 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
     for (size_t b = 0; b < n_vectors; b++)
         for (size_t k = 0; k < k_pad; k++)
             x[b * k_pad + k] = in[b * stride + k];
-    /* a constant vector count lets the compiler keep every sum in a register */
-    switch (n_vectors) {
-    case 1: avx2_body(layer, x, out, 1, stride); break;
-    case 2: avx2_body(layer, x, out, 2, stride); break;
-    case 3: avx2_body(layer, x, out, 3, stride); break;
-    case 4: avx2_body(layer, x, out, 4, stride); break;
-    case 5: avx2_body(layer, x, out, 5, stride); break;
-    case 6: avx2_body(layer, x, out, 6, stride); break;
-    case 7: avx2_body(layer, x, out, 7, stride); break;
-    default: avx2_body(layer, x, out, 8, stride); break;
+    /* groups of 8 vectors; a constant count lets the compiler keep every sum in a
+     * register */
+    for (size_t b = 0; b < n_vectors; b += 8) {
+        const int16_t *xb = x + b * k_pad;
+        int8_t *ob = out + b * stride;
+        switch (n_vectors - b) {
+        case 1: avx2_body(layer, xb, ob, 1, stride); break;
+        case 2: avx2_body(layer, xb, ob, 2, stride); break;
+        case 3: avx2_body(layer, xb, ob, 3, stride); break;
+        case 4: avx2_body(layer, xb, ob, 4, stride); break;
+        case 5: avx2_body(layer, xb, ob, 5, stride); break;
+        case 6: avx2_body(layer, xb, ob, 6, stride); break;
+        case 7: avx2_body(layer, xb, ob, 7, stride); break;
+        default: avx2_body(layer, xb, ob, 8, stride); break;
+        }
     }
 }
 
@@ -249,6 +257,136 @@ AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, 
         default: vnni_vectors(layer, xb, ob, stride, 4); break;
         }
     }
+}
+
+/* ---- AMX (Intel Advanced Matrix Extensions, int8) -------------------------------------
+ *
+ * The VNNI packing is already AMX's B-tile layout: for a block of 16 output channels, each
+ * 64-byte row holds one quad of inputs for the 16 channels, so 16 consecutive rows are a
+ * B tile of K = 64 inputs (stride 64 bytes). An A tile is up to AD_DENSE_BATCH vectors' u8
+ * inputs (rows of the scratch, stride k_pad); tdpbusd adds the u8 x s8 dot products into a
+ * C tile of vectors x 16 int32, exactly as vpdpbusd does (int32 sums, no saturation), so
+ * the sums, and after the same requantisation the outputs, are the VNNI kernel's.
+ *
+ * Tiles: tmm0..3 sum 4 blocks (64 channels), tmm4 holds the inputs, tmm5 and tmm6 take
+ * turns holding weights (a third weight tile, or two input tiles in turn, measured no
+ * faster on a Sapphire Rapids-class Xeon). The K step is the largest of 64, 32 or 16
+ * that divides k_pad. A tile has at most 16 rows: AD_DENSE_BATCH must not exceed it.
+ * Each call loads its tile configuration and releases the tiles at the end, so no tile
+ * state outlives the call (another library in the process may use AMX too). Linux hands
+ * out AMX per process: ad_dense_kernels asks for it (arch_prctl) before offering it.
+ * Tile numbers are instruction operands, so the loads and products are written with
+ * them as constants (AD_TILE_*), each with a memory clobber: the compiler knows nothing of
+ * what tile loads read and stores write. */
+#define AD_AMX __attribute__((target("avx2,avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
+#define AD_TILE_LOAD(t, base, stride)                                                      \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"((long)(stride))   \
+                     : "memory")
+#define AD_TILE_STORE(t, base, stride)                                                     \
+    __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"((long)(stride)) \
+                     : "memory")
+#define AD_TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::: "memory")
+#define AD_TILE_DP(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
+
+typedef char ad_batch_fits_a_tile[AD_DENSE_BATCH <= 16 ? 1 : -1];
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} ad_tilecfg;
+
+/* the weights of block j (of 4) at K step kc into tmm5 (even j) or tmm6 (odd j), then
+ * the products with the inputs in tmm<a> into tmm<j> */
+#define AD_AMX_BLOCK(j, a, b_tile)                                                          \
+    do {                                                                                    \
+        AD_TILE_LOAD(b_tile, w + (size_t)(j) * k_pad * 16 + kc * 16, 64);                   \
+        AD_TILE_DP(j, a, b_tile);                                                           \
+    } while (0)
+/* one K step of all nb blocks */
+#define AD_AMX_STEP(a)                                                                      \
+    do {                                                                                    \
+        AD_AMX_BLOCK(0, a, 5);                                                              \
+        if (nb == 4) {                                                                      \
+            AD_AMX_BLOCK(1, a, 6);                                                          \
+            AD_AMX_BLOCK(2, a, 5);                                                          \
+            AD_AMX_BLOCK(3, a, 6);                                                          \
+        }                                                                                   \
+    } while (0)
+
+/* nb (1 or 4) blocks of 16 channels from channel o for the nv vectors in tmm4's rows */
+AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, int8_t *out,
+                                 size_t stride, size_t o, int nv, int nb, size_t kstep)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
+    int32_t sums[AD_DENSE_BATCH][64] __attribute__((aligned(64)));
+    AD_TILE_ZERO(0);
+    if (nb == 4) {
+        AD_TILE_ZERO(1);
+        AD_TILE_ZERO(2);
+        AD_TILE_ZERO(3);
+    }
+    for (size_t kc = 0; kc < k_pad; kc += kstep) {
+        AD_TILE_LOAD(4, x + kc, k_pad);
+        AD_AMX_STEP(4);
+    }
+    AD_TILE_STORE(0, &sums[0][0], sizeof sums[0]);
+    if (nb == 4) {
+        AD_TILE_STORE(1, &sums[0][16], sizeof sums[0]);
+        AD_TILE_STORE(2, &sums[0][32], sizeof sums[0]);
+        AD_TILE_STORE(3, &sums[0][48], sizeof sums[0]);
+    }
+    for (int j = 0; j < nb; j++) {
+        const size_t oj = o + 16 * (size_t)j;
+        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
+        for (int b = 0; b < nv; b++) {
+            const __m512i sum =
+                _mm512_add_epi32(_mm512_load_si512((const void *)&sums[b][16 * j]), bias);
+            int8_t *dst = out + (size_t)b * stride + oj;
+            if (layer->single_rounding) {
+                requant16_single(dst, sum, layer, oj);
+            } else {
+                store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
+                store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
+            }
+        }
+    }
+}
+
+AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
+                               size_t n_vectors, size_t stride, void *scratch)
+{
+    const size_t k_pad = (size_t)layer->k_pad, n_pad = (size_t)layer->n_pad;
+    if (n_vectors < AD_AMX_MIN_VECTORS) {  /* a tile pass costs more than it saves */
+        ad_dense_layer_vnni(layer, in, out, n_vectors, stride, scratch);
+        return;
+    }
+    uint8_t *x = (uint8_t *)scratch;
+    for (size_t b = 0; b < n_vectors; b++)
+        for (size_t k = 0; k < k_pad; k++)
+            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
+    const size_t kstep = k_pad % 64 == 0 ? 64 : k_pad % 32 == 0 ? 32 : 16;
+    ad_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 4; t++) {      /* sums: vectors x 16 int32 */
+        cfg.rows[t] = (uint8_t)n_vectors;
+        cfg.colsb[t] = 64;
+    }
+    cfg.rows[4] = (uint8_t)n_vectors;  /* inputs: vectors x kstep u8 */
+    cfg.colsb[4] = (uint16_t)kstep;
+    for (int t = 5; t < 7; t++) {      /* weights: kstep / 4 quads x 16 channels x 4 */
+        cfg.rows[t] = (uint8_t)(kstep / 4);
+        cfg.colsb[t] = 64;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+    size_t o = 0;
+    for (; o + 64 <= n_pad; o += 64)
+        amx_blocks(layer, x, out, stride, o, (int)n_vectors, 4, kstep);
+    for (; o < n_pad; o += 16)
+        amx_blocks(layer, x, out, stride, o, (int)n_vectors, 1, kstep);
+    __asm__ volatile("tilerelease" ::: "memory");
 }
 
 #endif /* AD_DENSE_HAVE_X86 */

@@ -237,14 +237,15 @@ size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
  * compares that dequantised output with the original float input (SPEC 4). */
 #define AD_DENSE_MAX_LAYERS 16
 #define AD_DENSE_MAX_WIDTH 4096       /* inputs or outputs of one layer */
-#define AD_DENSE_BATCH 8              /* vectors a kernel call handles at once */
+#define AD_DENSE_BATCH 16             /* vectors a kernel call handles at once */
 
 #define AD_DENSE_AUTO 0               /* kernel ids: the fastest this CPU has */
 #define AD_DENSE_SCALAR 1
 #define AD_DENSE_AVX2 2
 #define AD_DENSE_AVX512_VNNI 3
 #define AD_DENSE_NEON 4
-#define AD_DENSE_N_KERNELS 5
+#define AD_DENSE_AMX 5                /* Intel AMX int8 tiles (Sapphire Rapids and later) */
+#define AD_DENSE_N_KERNELS 6
 
 typedef struct {
     int32_t n_in, n_out;

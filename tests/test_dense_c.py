@@ -184,12 +184,55 @@ def test_errors_are_the_squared_distance_of_the_dequantised_output_to_the_float_
 
 def test_all_kernels_agree_bit_for_bit_on_every_batch_size(tflite_models, inputs, tmp_path):
     """Batches of 1..AD_DENSE_BATCH+1 vectors take every specialised kernel body."""
+    from edge.backends.c import _lib
     path = _c_model(tflite_models["float_io"], tmp_path)
     ref = CBackend(path, kernel="scalar").errors(inputs)
     for kernel in KERNELS:
         c = CBackend(path, kernel=kernel)
-        for n in range(1, 10):
+        for n in range(1, _lib()[1].AD_DENSE_BATCH + 2):
             assert np.array_equal(c.errors(inputs[:n]), ref[:n]), (kernel, n)
+
+
+def _quantize_reference(x: np.ndarray, scale: np.float32, zero_point: int) -> np.ndarray:
+    """TFLite's QUANTIZE: x / scale rounded in float32 (numpy divides exactly rounded),
+    then half away from zero in float64 (exact for float32 values), + zero point, clamped."""
+    with np.errstate(all="ignore"):
+        v = (x / scale).astype(np.float64)
+        r = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+        r = np.where(np.isnan(v), 127, r)
+    return np.clip(np.nan_to_num(r, posinf=127, neginf=-128), -128, 127).astype(np.int8)
+
+
+def test_quantize_gives_the_division_bits_at_and_near_every_tie():
+    """ad_quantize_f32 (its SSE2, AVX2 and AVX-512 clones and the ARM builds must all
+    give TFLite's QUANTIZE) against the float32 division rounded in numpy: exact ties
+    (k + 1/2) * scale, their float neighbours, random values, the clamp edges, NaN, inf,
+    subnormals and zeros, for many scales and zero points, in lengths that leave tails."""
+    from edge.backends.c import _lib
+    ffi, lib = _lib()
+    rng = np.random.default_rng(11)
+    scales = [np.float32(s) for s in (0.1, 0.03125, 1.0, 3.0, 1e-3, 7.3e-5, 0.0234, 12.5)]
+    scales += list(rng.uniform(1e-4, 2.0, 24).astype(np.float32))
+    checked = 0
+    for scale in scales:
+        for zero_point in (-128, -5, 0, 37, 127):
+            k = rng.integers(-300, 300, 2000).astype(np.float32) + np.float32(0.5)
+            ties = (k * scale).astype(np.float32)
+            near = np.concatenate([np.nextafter(ties, np.float32(np.inf)),
+                                   np.nextafter(ties, np.float32(-np.inf)), ties])
+            special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 3e38,
+                                -3e38, (127 - zero_point) * scale, (-128 - zero_point) * scale],
+                               np.float32)
+            x = np.concatenate([near, special, (rng.normal(0, 100, 3000) * scale).astype(np.float32)])
+            x = np.ascontiguousarray(rng.permutation(x)[: len(x) - 7])  # not a multiple of 16
+            got = np.empty(len(x), np.int8)
+            lib.ad_quantize_f32(ffi.from_buffer("float[]", x), len(x), float(scale), zero_point,
+                                ffi.from_buffer("int8_t[]", got))
+            want = _quantize_reference(x, scale, zero_point)
+            bad = np.flatnonzero(got != want)
+            assert not len(bad), (scale, zero_point, x[bad[:3]], got[bad[:3]], want[bad[:3]])
+            checked += len(x)
+    assert checked > 1_000_000
 
 
 def test_quantize_multiplier_is_tflites():
