@@ -55,13 +55,13 @@ def main() -> None:
     runners = {f"c {k}": CBackend(args.bundle / "model_int8.adq8", kernel=k).run
                for k in available_kernels() if k != "scalar"}
     runners["litert int8"] = backends.load(args.bundle / "model_int8.tflite", num_threads=1).run
-    print(f"{'':<18}" + "".join(f"{n:>10} vec" for n in SIZES) + "   (p50 us per call)")
+    print(f"{'':<22}" + "".join(f"{n:>10} vec" for n in SIZES) + "   (p50 us per call)")
     results: dict[tuple[str, str], list[float]] = {}
     for mode, dist in (("warm", None), ("disturbed", disturb)):
         for name, fn in runners.items():
             row = [p50_us(fn, np.ascontiguousarray(x[:n]), args.reps, dist) for n in SIZES]
             results[name, mode] = row
-            print(f"{name + " " + mode:<22}" + "".join(f"{t:14.1f}" for t in row))
+            print(f"{name + ' ' + mode:<22}" + "".join(f"{t:14.1f}" for t in row))
     for mode in ("warm", "disturbed"):
         ref = results["litert int8", mode]
         for name in runners:
