@@ -127,7 +127,7 @@ size_t ad_dense_mem_bytes(const ad_dense_config *cfg)
     size_t bytes = AD_ALIGN; /* room to align the start */
     for (int32_t i = 0; i < cfg->n_layers; i++) {
         const size_t k = pad16(cfg->layers[i].n_in), n = pad16(cfg->layers[i].n_out);
-        bytes += align_up(k * n * sizeof(int16_t)) + 4 * align_up(n * sizeof(int32_t)) +
+        bytes += align_up(k * n * sizeof(int16_t)) + 6 * align_up(n * sizeof(int32_t)) +
                  2 * align_up(n * sizeof(int64_t));
     }
     bytes += 2 * align_up(AD_DENSE_BATCH * width);                   /* act[0], act[1] */
@@ -202,15 +202,15 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     void *weights = p;
     p += align_up(k_pad * n_pad * sizeof(int16_t));
     int32_t *bias = (int32_t *)p, *mult = bias + n_pad, *left = mult + n_pad,
-            *right = left + n_pad;
-    p += 4 * align_up(n_pad * sizeof(int32_t));
+            *right = left + n_pad, *mult_odd = right + n_pad, *shift32 = mult_odd + n_pad;
+    p += 6 * align_up(n_pad * sizeof(int32_t));
     int64_t *shift64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     int64_t *round64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     *cursor = p;
     memset(weights, 0, k_pad * n_pad * sizeof(int16_t));
-    memset(bias, 0, 4 * n_pad * sizeof(int32_t));
+    memset(bias, 0, 6 * n_pad * sizeof(int32_t));
     for (size_t o = 0; o < n_pad; o++)   /* the padding channels: shift 0 */
         right[o] = single_rounding ? 31 : 0;
 
@@ -235,6 +235,15 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
         left[o] = single_rounding ? 0 : l->shift[o] > 0 ? l->shift[o] : 0;
         right[o] = single_rounding ? 31 - l->shift[o] : l->shift[o] < 0 ? -l->shift[o] : 0;
     }
+    int32_t high_shift = single_rounding;
+    for (size_t o = 0; o < (size_t)l->n_out; o++)
+        high_shift &= right[o] >= 32;
+    for (size_t o = 0; o < n_pad; o++) {
+        mult_odd[o] = o % 2 == 0 && o + 1 < n_pad ? mult[o + 1] : 0;
+        /* the padding channels (t = 31, multiplier 0) may take any shift: their outputs
+         * are never read (the next layer's weights for them are 0) */
+        shift32[o] = high_shift && right[o] >= 32 ? right[o] - 32 : 0;
+    }
     for (size_t o = 0; o < n_pad; o++) {
         /* channel o's slot in its block of 16: evens first, then odds */
         const size_t block = o / 16 * 16, lane = o % 16, slot = block + lane % 2 * 8 + lane / 2;
@@ -242,6 +251,9 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
         shift64[slot] = single_rounding ? t : 0;
         round64[slot] = single_rounding ? INT64_C(1) << (t - 1) : 0;
     }
+    dst->multiplier_odd = mult_odd;
+    dst->shift32 = shift32;
+    dst->high_shift = high_shift;
     dst->shift64 = shift64;
     dst->round64 = round64;
     dst->weights = weights;

@@ -140,28 +140,58 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
 
 /* ---- AVX-512 VNNI --------------------------------------------------------------------- */
 
-/* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t with AVX-512's
- * 64-bit arithmetic shift (t and 2^(t-1) precomputed per channel at init, in the even/odd
- * lane order of the products), + zero point, then the saturating narrow, which is the
- * clamp to [-128, 127]; a ReLU whose floor lies above -128 adds a max. (As in the scalar
- * kernel, the zero point is added in int32: init's range check keeps the shifted value
- * far from INT32_MAX for any network a converter writes, not for every int32 input.) */
-AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const ad_dense_layer *layer,
-                                        size_t o)
+/* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t from the 64-bit
+ * products of the even and the odd lanes (t and 2^(t-1) precomputed per channel at init,
+ * in the even/odd lane order of the products); with AVX-512's 64-bit arithmetic shift, or
+ * where every t is 32 or more (most layers) the high halves and a 32-bit shift by t - 32;
+ * + zero point, then the saturating narrow, which is the clamp to [-128, 127]; a ReLU
+ * whose floor lies above -128 adds a max. (As in the scalar kernel, the zero point is
+ * added in int32: init's range check keeps the shifted value far from INT32_MAX for any
+ * network a converter writes, not for every int32 input.)
+ * A block's constants are loaded once into registers (rq16_load) for all its vectors: the
+ * int8 stores may alias the layer's arrays as far as the compiler knows, so it would
+ * otherwise load them again for every vector. */
+typedef struct {
+    __m512i mult, mult_odd, r_even, r_odd, t_even, t_odd, shift32, zero_point, act_min;
+    int high_shift, relu;
+} rq16;
+
+AD_INLINE AD_VNNI rq16 rq16_load(const ad_dense_layer *layer, size_t o)
 {
-    const __m512i mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
-    const __m512i t_even = _mm512_loadu_si512((const void *)(layer->shift64 + o));
-    const __m512i t_odd = _mm512_loadu_si512((const void *)(layer->shift64 + o + 8));
-    const __m512i r_even = _mm512_loadu_si512((const void *)(layer->round64 + o));
-    const __m512i r_odd = _mm512_loadu_si512((const void *)(layer->round64 + o + 8));
-    __m512i even = _mm512_mul_epi32(acc, mult);
-    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
-    even = _mm512_srav_epi64(_mm512_add_epi64(even, r_even), t_even);
-    odd = _mm512_srav_epi64(_mm512_add_epi64(odd, r_odd), t_odd);
-    __m512i y = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-    y = _mm512_add_epi32(y, _mm512_set1_epi32(layer->output_zero_point));
-    if (layer->act_min > -128)
-        y = _mm512_max_epi32(y, _mm512_set1_epi32(layer->act_min));
+    rq16 c;
+    c.mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
+    c.mult_odd = _mm512_loadu_si512((const void *)(layer->multiplier_odd + o));
+    c.r_even = _mm512_loadu_si512((const void *)(layer->round64 + o));
+    c.r_odd = _mm512_loadu_si512((const void *)(layer->round64 + o + 8));
+    c.t_even = _mm512_loadu_si512((const void *)(layer->shift64 + o));
+    c.t_odd = _mm512_loadu_si512((const void *)(layer->shift64 + o + 8));
+    c.shift32 = _mm512_loadu_si512((const void *)(layer->shift32 + o));
+    c.zero_point = _mm512_set1_epi32(layer->output_zero_point);
+    c.act_min = _mm512_set1_epi32(layer->act_min);
+    c.high_shift = layer->high_shift;
+    c.relu = layer->act_min > -128;
+    return c;
+}
+
+AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const rq16 *c)
+{
+    __m512i even = _mm512_add_epi64(_mm512_mul_epi32(acc, c->mult), c->r_even);
+    __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), c->mult_odd),
+                                   c->r_odd);
+    __m512i y;
+    if (c->high_shift) {
+        /* floor(v / 2^t) = floor(floor(v / 2^32) / 2^(t - 32)): the high halves of the
+         * 64-bit sums (in place for the odd lanes), then a 32-bit arithmetic shift */
+        y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+        y = _mm512_srav_epi32(y, c->shift32);
+    } else {
+        even = _mm512_srav_epi64(even, c->t_even);
+        odd = _mm512_srav_epi64(odd, c->t_odd);
+        y = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    }
+    y = _mm512_add_epi32(y, c->zero_point);
+    if (c->relu)
+        y = _mm512_max_epi32(y, c->act_min);
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
 }
 
@@ -211,13 +241,14 @@ AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, 
     for (int j = 0; j < nb; j++) {
         const size_t oj = o + 16 * (size_t)j;
         const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
+        const rq16 c = rq16_load(layer, oj);
         for (int b = 0; b < nv; b++) {
             __m512i sum = _mm512_add_epi32(acc[0][j][b], bias);
             if (ks == 2)
                 sum = _mm512_add_epi32(sum, acc[1][j][b]);
             int8_t *dst = out + (size_t)b * stride + oj;
             if (layer->single_rounding) {
-                requant16_single(dst, sum, layer, oj);
+                requant16_single(dst, sum, &c);
             } else {
                 store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
                 store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
@@ -285,7 +316,6 @@ AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, 
 #define AD_TILE_STORE(t, base, stride)                                                     \
     __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"((long)(stride)) \
                      : "memory")
-#define AD_TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::: "memory")
 #define AD_TILE_DP(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
 
 typedef char ad_batch_fits_a_tile[AD_DENSE_BATCH <= 16 ? 1 : -1];
@@ -321,11 +351,12 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
     const size_t k_pad = (size_t)layer->k_pad;
     const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
     int32_t sums[AD_DENSE_BATCH][64] __attribute__((aligned(64)));
-    AD_TILE_ZERO(0);
+    /* the sums start at the bias: its 16 values in every row (a tile load of stride 0) */
+    AD_TILE_LOAD(0, layer->bias + o, 0);
     if (nb == 4) {
-        AD_TILE_ZERO(1);
-        AD_TILE_ZERO(2);
-        AD_TILE_ZERO(3);
+        AD_TILE_LOAD(1, layer->bias + o + 16, 0);
+        AD_TILE_LOAD(2, layer->bias + o + 32, 0);
+        AD_TILE_LOAD(3, layer->bias + o + 48, 0);
     }
     for (size_t kc = 0; kc < k_pad; kc += kstep) {
         AD_TILE_LOAD(4, x + kc, k_pad);
@@ -339,13 +370,12 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
     }
     for (int j = 0; j < nb; j++) {
         const size_t oj = o + 16 * (size_t)j;
-        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
+        const rq16 c = rq16_load(layer, oj);
         for (int b = 0; b < nv; b++) {
-            const __m512i sum =
-                _mm512_add_epi32(_mm512_load_si512((const void *)&sums[b][16 * j]), bias);
+            const __m512i sum = _mm512_load_si512((const void *)&sums[b][16 * j]);
             int8_t *dst = out + (size_t)b * stride + oj;
             if (layer->single_rounding) {
-                requant16_single(dst, sum, layer, oj);
+                requant16_single(dst, sum, &c);
             } else {
                 store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
                 store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));

@@ -282,6 +282,14 @@ typedef struct {
      * or odd int32 lanes): the right shift t and the rounding term 2^(t-1) as int64 */
     const int64_t *shift64;       /* n_pad */
     const int64_t *round64;       /* n_pad */
+    /* single rounding, for the AVX-512 kernels: multiplier_odd[o + 2i] is channel
+     * o + 2i + 1's multiplier (the low half of the 64-bit lane an odd product comes from),
+     * multiplier_odd[o + 2i + 1] is 0; where every channel's t is 32 or more (high_shift),
+     * shift32[o] = t - 32: the result is then the high 32 bits of x m + 2^(t-1), shifted
+     * right by t - 32 */
+    const int32_t *multiplier_odd; /* n_pad */
+    const int32_t *shift32;        /* n_pad */
+    int32_t high_shift;
 } ad_dense_layer;
 
 /* The network; fixed size, treat as opaque. Not shared between threads (scratch). */
