@@ -204,8 +204,8 @@ def _quantize_reference(x: np.ndarray, scale: np.float32, zero_point: int) -> np
 
 
 def test_quantize_gives_the_division_bits_at_and_near_every_tie():
-    """ad_quantize_f32 (its SSE2, AVX2 and AVX-512 clones and the ARM builds must all
-    give TFLite's QUANTIZE) against the float32 division rounded in numpy: exact ties
+    """ad_quantize_f32 (which on AVX-512 multiplies by the reciprocal and falls back to the
+    division near a tie) against the float32 division rounded in numpy: exact ties
     (k + 1/2) * scale, their float neighbours, random values, the clamp edges, NaN, inf,
     subnormals and zeros, for many scales and zero points, in lengths that leave tails."""
     from edge.backends.c import _lib
