@@ -28,53 +28,73 @@
  * lanes out. 64-bit products of the even and the odd lanes; double rounding takes
  * SaturatingRoundingDoublingHighMul as floor((x m + 2^30) / 2^31), bits 31..62 of each
  * product moved into its 32-bit lane. */
-AD_INLINE AD_AVX2 __m256i requant8(__m256i acc, const ad_dense_layer *layer, size_t o)
+typedef struct {
+    __m256i mult, mult_odd, right, left, t_even, t_odd, round_even, round_odd, top_bit,
+        mask, half_mask, zero_point, act_min;
+    int single_rounding;
+} rq8;
+
+/* channels o..o+7's constants, loaded and derived once for all vectors (the int8 stores
+ * may alias the layer's arrays as far as the compiler knows) */
+AD_INLINE AD_AVX2 rq8 rq8_load(const ad_dense_layer *layer, size_t o)
 {
-    const __m256i mult = _mm256_loadu_si256((const __m256i *)(layer->multiplier + o));
-    const __m256i right = _mm256_loadu_si256((const __m256i *)(layer->right_shift + o));
-    const __m256i one = _mm256_set1_epi32(1);
+    rq8 c;
+    const __m256i one = _mm256_set1_epi32(1), one64 = _mm256_set1_epi64x(1);
+    c.mult = _mm256_loadu_si256((const __m256i *)(layer->multiplier + o));
+    c.mult_odd = _mm256_srli_epi64(c.mult, 32);
+    c.right = _mm256_loadu_si256((const __m256i *)(layer->right_shift + o));
+    c.left = _mm256_loadu_si256((const __m256i *)(layer->left_shift + o));
+    c.single_rounding = layer->single_rounding;
+    /* single rounding: the shifts of the even and odd lanes, 2^(t-1) + 2^62, and the
+     * 2^(62-t) that 2^62 leaves after the shift */
+    c.t_even = _mm256_and_si256(c.right, _mm256_set1_epi64x(0xffffffff));
+    c.t_odd = _mm256_srli_epi64(c.right, 32);
+    const __m256i top = _mm256_set1_epi64x(INT64_C(1) << 62);
+    c.round_even = _mm256_add_epi64(_mm256_sllv_epi64(one64, _mm256_sub_epi64(c.t_even, one64)), top);
+    c.round_odd = _mm256_add_epi64(_mm256_sllv_epi64(one64, _mm256_sub_epi64(c.t_odd, one64)), top);
+    c.top_bit = _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(62), c.right));
+    /* double rounding: RoundingDivideByPOT's mask and half of it */
+    c.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, c.right), one);
+    c.half_mask = _mm256_srai_epi32(c.mask, 1);
+    c.zero_point = _mm256_set1_epi32(layer->output_zero_point);
+    c.act_min = _mm256_set1_epi32(layer->act_min);
+    return c;
+}
+
+AD_INLINE AD_AVX2 __m256i requant8(__m256i acc, const rq8 *c)
+{
     __m256i y;
-    if (layer->single_rounding) {
+    if (c->single_rounding) {
         /* (x m + 2^(t-1)) >> t, t = right in 1..62, in 64 bits. AVX2 has no 64-bit
          * arithmetic shift: 2^62 added first makes the sum non-negative (|x m| < 2^62),
          * so a logical shift works, and it adds exactly 2^(62-t), taken off in 32 bits
          * (a 32-bit shift by 32 or more gives 0, as needed). */
-        const __m256i t_even = _mm256_and_si256(right, _mm256_set1_epi64x(0xffffffff));
-        const __m256i t_odd = _mm256_srli_epi64(right, 32);
-        const __m256i one64 = _mm256_set1_epi64x(1), top = _mm256_set1_epi64x(INT64_C(1) << 62);
-        const __m256i round_even = _mm256_add_epi64(
-            _mm256_sllv_epi64(one64, _mm256_sub_epi64(t_even, one64)), top);
-        const __m256i round_odd = _mm256_add_epi64(
-            _mm256_sllv_epi64(one64, _mm256_sub_epi64(t_odd, one64)), top);
         const __m256i even = _mm256_srlv_epi64(
-            _mm256_add_epi64(_mm256_mul_epi32(acc, mult), round_even), t_even);
+            _mm256_add_epi64(_mm256_mul_epi32(acc, c->mult), c->round_even), c->t_even);
         const __m256i odd = _mm256_srlv_epi64(
-            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32),
-                                              _mm256_srli_epi64(mult, 32)), round_odd), t_odd);
+            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), c->mult_odd),
+                             c->round_odd), c->t_odd);
         y = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-        y = _mm256_sub_epi32(y, _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(62),
-                                                                         right)));
+        y = _mm256_sub_epi32(y, c->top_bit);
     } else {
-        const __m256i left = _mm256_loadu_si256((const __m256i *)(layer->left_shift + o));
-        const __m256i x = _mm256_sllv_epi32(acc, left);
+        const __m256i x = _mm256_sllv_epi32(acc, c->left);
         const __m256i nudge = _mm256_set1_epi64x(INT64_C(1) << 30);
-        const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+        const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(x, c->mult), nudge);
         const __m256i odd = _mm256_add_epi64(
-            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), nudge);
+            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), c->mult_odd), nudge);
         const __m256i high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31),
                                                 _mm256_slli_epi64(odd, 1), 0xAA);
         /* RoundingDivideByPOT: arithmetic shift, + 1 where the remainder passes the
          * threshold */
-        const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-        const __m256i remainder = _mm256_and_si256(high, mask);
+        const __m256i remainder = _mm256_and_si256(high, c->mask);
         const __m256i negative = _mm256_cmpgt_epi32(_mm256_setzero_si256(), high); /* -1 */
-        const __m256i threshold = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), negative);
-        y = _mm256_srav_epi32(high, right);
+        const __m256i threshold = _mm256_sub_epi32(c->half_mask, negative);
+        y = _mm256_srav_epi32(high, c->right);
         y = _mm256_sub_epi32(y, _mm256_cmpgt_epi32(remainder, threshold));
     }
-    y = _mm256_add_epi32(y, _mm256_set1_epi32(layer->output_zero_point));
+    y = _mm256_add_epi32(y, c->zero_point);
     y = _mm256_min_epi32(y, _mm256_set1_epi32(127));
-    return _mm256_max_epi32(y, _mm256_set1_epi32(layer->act_min));
+    return _mm256_max_epi32(y, c->act_min);
 }
 
 /* 8 int32 lanes already in -128..127 to 8 int8 */
@@ -106,9 +126,9 @@ AD_INLINE AD_AVX2 void avx2_body(const ad_dense_layer *layer, const int16_t *x, 
             }
         }
         const __m256i bias = _mm256_loadu_si256((const __m256i *)(layer->bias + o));
+        const rq8 c = rq8_load(layer, o);
         for (int b = 0; b < nv; b++)
-            store8(out + (size_t)b * stride + o,
-                   requant8(_mm256_add_epi32(acc[b], bias), layer, o));
+            store8(out + (size_t)b * stride + o, requant8(_mm256_add_epi32(acc[b], bias), &c));
     }
 }
 
@@ -195,6 +215,30 @@ AD_INLINE AD_VNNI void requant16_single(int8_t *dst, __m512i acc, const rq16 *c)
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
 }
 
+/* Channels o..o+15 of nv vectors from their int32 sums (bias included; vector b's 16 at
+ * sums + b sums_stride) to int8 rows of out; the block's constants are loaded once, in
+ * the network's rounding form only. */
+AD_INLINE AD_VNNI void requant_block16(const ad_dense_layer *layer, size_t o,
+                                       const int32_t *sums, size_t sums_stride, int nv,
+                                       int8_t *out, size_t stride)
+{
+    if (layer->single_rounding) {
+        const rq16 c = rq16_load(layer, o);
+        for (int b = 0; b < nv; b++)
+            requant16_single(out + (size_t)b * stride + o,
+                             _mm512_loadu_si512((const void *)(sums + (size_t)b * sums_stride)),
+                             &c);
+    } else {
+        const rq8 lo = rq8_load(layer, o), hi = rq8_load(layer, o + 8);
+        for (int b = 0; b < nv; b++) {
+            const __m512i sum = _mm512_loadu_si512((const void *)(sums + (size_t)b * sums_stride));
+            int8_t *dst = out + (size_t)b * stride + o;
+            store8(dst, requant8(_mm512_castsi512_si256(sum), &lo));
+            store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), &hi));
+        }
+    }
+}
+
 /* acc + u8 x s8 dot products of 4: vpdpbusd written in place. GCC 12 compiles the
  * intrinsic with a register copy in and out of a scratch register around each one (the
  * loop then spends more on moves than on products); the asm ties the accumulator. */
@@ -241,19 +285,14 @@ AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, 
     for (int j = 0; j < nb; j++) {
         const size_t oj = o + 16 * (size_t)j;
         const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
-        const rq16 c = rq16_load(layer, oj);
+        int32_t sums[4][16] __attribute__((aligned(64)));
         for (int b = 0; b < nv; b++) {
             __m512i sum = _mm512_add_epi32(acc[0][j][b], bias);
             if (ks == 2)
                 sum = _mm512_add_epi32(sum, acc[1][j][b]);
-            int8_t *dst = out + (size_t)b * stride + oj;
-            if (layer->single_rounding) {
-                requant16_single(dst, sum, &c);
-            } else {
-                store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
-                store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
-            }
+            _mm512_store_si512((void *)sums[b], sum);
         }
+        requant_block16(layer, oj, &sums[0][0], 16, nv, out, stride);
     }
 }
 
@@ -368,20 +407,8 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
         AD_TILE_STORE(2, &sums[0][32], sizeof sums[0]);
         AD_TILE_STORE(3, &sums[0][48], sizeof sums[0]);
     }
-    for (int j = 0; j < nb; j++) {
-        const size_t oj = o + 16 * (size_t)j;
-        const rq16 c = rq16_load(layer, oj);
-        for (int b = 0; b < nv; b++) {
-            const __m512i sum = _mm512_load_si512((const void *)&sums[b][16 * j]);
-            int8_t *dst = out + (size_t)b * stride + oj;
-            if (layer->single_rounding) {
-                requant16_single(dst, sum, &c);
-            } else {
-                store8(dst, requant8(_mm512_castsi512_si256(sum), layer, oj));
-                store8(dst + 8, requant8(_mm512_extracti64x4_epi64(sum, 1), layer, oj + 8));
-            }
-        }
-    }
+    for (int j = 0; j < nb; j++)
+        requant_block16(layer, o + 16 * (size_t)j, &sums[0][16 * j], 64, nv, out, stride);
 }
 
 AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
