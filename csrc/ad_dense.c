@@ -14,8 +14,10 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(AD_DENSE_HAVE_X86) && defined(__linux__)
+#ifdef AD_DENSE_HAVE_X86
 #include <cpuid.h>
+#endif
+#if defined(AD_DENSE_HAVE_X86) && defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -30,6 +32,7 @@ static const ad_dense_layer_fn KERNELS[AD_DENSE_N_KERNELS] = {
     [AD_DENSE_AVX2] = ad_dense_layer_avx2,
     [AD_DENSE_AVX512_VNNI] = ad_dense_layer_vnni,
     [AD_DENSE_AMX] = ad_dense_layer_amx,
+    [AD_DENSE_AVX_VNNI] = ad_dense_layer_avxvnni,
 #endif
 #ifdef AD_DENSE_HAVE_NEON
     [AD_DENSE_NEON] = ad_dense_layer_neon,
@@ -66,6 +69,11 @@ uint32_t ad_dense_kernels(void)
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vnni"))
             mask |= 1u << AD_DENSE_AVX512_VNNI;
+        /* AVX-VNNI: CPUID.(7, 1):EAX bit 4 (GCC 12's __builtin_cpu_supports does not know
+         * it); the ymm state is the AVX2 check's */
+        unsigned a, b, c, d;
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)))
+            mask |= 1u << AD_DENSE_AVX_VNNI;
     }
 #ifdef __linux__
     if ((mask & (1u << AD_DENSE_AVX512_VNNI)) && amx_usable())
@@ -87,6 +95,7 @@ const char *ad_dense_kernel_name(int32_t kernel)
     case AD_DENSE_AVX512_VNNI: return "avx512-vnni";
     case AD_DENSE_NEON: return "neon";
     case AD_DENSE_AMX: return "amx";
+    case AD_DENSE_AVX_VNNI: return "avx-vnni";
     default: return "unknown";
     }
 }
@@ -214,7 +223,8 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     for (size_t o = 0; o < n_pad; o++)   /* the padding channels: shift 0 */
         right[o] = single_rounding ? 31 : 0;
 
-    const int u8_inputs = kernel == AD_DENSE_AVX512_VNNI || kernel == AD_DENSE_AMX;
+    const int u8_inputs = kernel == AD_DENSE_AVX512_VNNI || kernel == AD_DENSE_AMX ||
+                          kernel == AD_DENSE_AVX_VNNI;
     const int32_t offset = u8_inputs ? l->input_zero_point + 128 : l->input_zero_point;
     for (size_t o = 0; o < (size_t)l->n_out; o++) {
         const int8_t *w = l->weights + o * (size_t)l->n_in;
@@ -288,10 +298,13 @@ ad_status ad_dense_init(ad_dense *net, const ad_dense_config *cfg, int32_t kerne
     }
     const uint32_t available = ad_dense_kernels();
     if (kernel == AD_DENSE_AUTO) {
+        /* the fastest first */
+        static const int32_t preference[] = {AD_DENSE_AMX, AD_DENSE_AVX512_VNNI,
+                                             AD_DENSE_AVX_VNNI, AD_DENSE_AVX2, AD_DENSE_NEON};
         kernel = AD_DENSE_SCALAR;
-        for (int32_t k = AD_DENSE_N_KERNELS - 1; k > AD_DENSE_SCALAR; k--)
-            if (available & (1u << k)) {
-                kernel = k;
+        for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++)
+            if (available & (1u << preference[i])) {
+                kernel = preference[i];
                 break;
             }
     }

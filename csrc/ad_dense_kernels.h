@@ -26,6 +26,8 @@ void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, int8_t *
                          size_t n_vectors, size_t stride, void *scratch);
 void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
                         size_t n_vectors, size_t stride, void *scratch);
+void ad_dense_layer_avxvnni(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
+                            size_t n_vectors, size_t stride, void *scratch);
 /* fewer vectors than this: the AMX kernel hands the call to the VNNI one */
 #define AD_AMX_MIN_VECTORS 2
 #endif

@@ -7,6 +7,8 @@
  *   AVX-512 VNNI: inputs as u8 (x + 128, the bias absorbs the 128); per 4 inputs one
  *                 vpdpbusd of the broadcast quad against 16 outputs' weights (64
  *                 multiply-adds), int32 sums with no intermediate saturation.
+ *   AVX-VNNI:     the same with 256-bit vpdpbusd (VEX) on the two halves of each row
+ *                 of the VNNI packing, for CPUs without AVX-512.
  *   AMX:          the same u8 inputs and packed weights as tiles: one tdpbusd multiplies
  *                 up to 16 vectors x 64 inputs by 64 inputs x 16 outputs (16384
  *                 multiply-adds), int32 sums as VNNI's; requantised with VNNI's code.
@@ -325,6 +327,91 @@ AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, 
         case 2: vnni_vectors(layer, xb, ob, stride, 2); break;
         case 3: vnni_vectors(layer, xb, ob, stride, 3); break;
         default: vnni_vectors(layer, xb, ob, stride, 4); break;
+        }
+    }
+}
+
+/* ---- AVX-VNNI (256-bit, VEX) ------------------------------------------------------------
+ *
+ * For CPUs with the dot-product instruction but without AVX-512 (Intel Alder Lake to Arrow
+ * Lake cores): the VNNI packing read as two 32-byte halves, channels 0..7 and 8..15 of a
+ * block; one vpdpbusd ymm per half and vector, per quad of u8 inputs (32 multiply-adds).
+ * 16 ymm registers: one block for up to 4 vectors (8 sums), each sum split over even and
+ * odd quads for 1 or 2 vectors (so a single vector still keeps 4 chains in flight). The
+ * halves are requantised by the AVX2 code (rq8): the scalar kernel's bits. */
+#define AD_AVXVNNI __attribute__((target("avx2,avxvnni")))
+
+/* acc + u8 x s8 dot products of 4, the VEX encoding (the EVEX one needs AVX-512) */
+AD_INLINE AD_AVXVNNI __m256i dpbusd256(__m256i acc, __m256i u8, __m256i s8)
+{
+    return _mm256_dpbusd_avx_epi32(acc, u8, s8);
+}
+
+AD_INLINE AD_AVXVNNI void avxvnni_block(const ad_dense_layer *layer, const uint8_t *x,
+                                        int8_t *out, size_t stride, size_t o, const int nv)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
+    const int ks = nv <= 2 ? 2 : 1;
+    __m256i acc[2][4][2];
+    for (int h = 0; h < ks; h++)
+        for (int b = 0; b < nv; b++)
+            acc[h][b][0] = acc[h][b][1] = _mm256_setzero_si256();
+    const size_t step = 4 * (size_t)ks, k_end = ((size_t)layer->n_in + step - 1) / step * step;
+    for (size_t k = 0; k < k_end; k += step) {
+        for (int h = 0; h < ks; h++) {
+            const size_t kh = k + 4 * (size_t)h;
+            const __m256i w_lo = _mm256_load_si256((const __m256i *)(w + kh * 16));
+            const __m256i w_hi = _mm256_load_si256((const __m256i *)(w + kh * 16 + 32));
+            for (int b = 0; b < nv; b++) {
+                int32_t quad;
+                memcpy(&quad, x + (size_t)b * k_pad + kh, sizeof quad);
+                const __m256i xb = _mm256_set1_epi32(quad);
+                acc[h][b][0] = dpbusd256(acc[h][b][0], xb, w_lo);
+                acc[h][b][1] = dpbusd256(acc[h][b][1], xb, w_hi);
+            }
+        }
+    }
+    const __m256i bias_lo = _mm256_loadu_si256((const __m256i *)(layer->bias + o));
+    const __m256i bias_hi = _mm256_loadu_si256((const __m256i *)(layer->bias + o + 8));
+    const rq8 lo = rq8_load(layer, o), hi = rq8_load(layer, o + 8);
+    for (int b = 0; b < nv; b++) {
+        __m256i s_lo = _mm256_add_epi32(acc[0][b][0], bias_lo);
+        __m256i s_hi = _mm256_add_epi32(acc[0][b][1], bias_hi);
+        if (ks == 2) {
+            s_lo = _mm256_add_epi32(s_lo, acc[1][b][0]);
+            s_hi = _mm256_add_epi32(s_hi, acc[1][b][1]);
+        }
+        int8_t *dst = out + (size_t)b * stride + o;
+        store8(dst, requant8(s_lo, &lo));
+        store8(dst + 8, requant8(s_hi, &hi));
+    }
+}
+
+AD_INLINE AD_AVXVNNI void avxvnni_vectors(const ad_dense_layer *layer, const uint8_t *x,
+                                          int8_t *out, size_t stride, const int nv)
+{
+    for (size_t o = 0; o < (size_t)layer->n_pad; o += 16)
+        avxvnni_block(layer, x, out, stride, o, nv);
+}
+
+AD_AVXVNNI void ad_dense_layer_avxvnni(const ad_dense_layer *layer, const int8_t *in,
+                                       int8_t *out, size_t n_vectors, size_t stride,
+                                       void *scratch)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    uint8_t *x = (uint8_t *)scratch;
+    for (size_t b = 0; b < n_vectors; b++)
+        for (size_t k = 0; k < k_pad; k++)
+            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
+    for (size_t b = 0; b < n_vectors; b += 4) {
+        const uint8_t *xb = x + b * k_pad;
+        int8_t *ob = out + b * stride;
+        switch (n_vectors - b) {
+        case 1: avxvnni_vectors(layer, xb, ob, stride, 1); break;
+        case 2: avxvnni_vectors(layer, xb, ob, stride, 2); break;
+        case 3: avxvnni_vectors(layer, xb, ob, stride, 3); break;
+        default: avxvnni_vectors(layer, xb, ob, stride, 4); break;
         }
     }
 }

@@ -222,8 +222,8 @@ size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
  * the runtime it validated the model with. Weights are symmetric int8 in -127..127
  * (TFLite's int8 spec), so every kernel may sum two products in int16.
  *
- * Kernels: scalar (everywhere), AVX2 (int16 multiply-add) and AVX-512 VNNI (u8 x s8 dot
- * products) on x86-64, NEON (with the dot-product instructions where the compiler targets
+ * Kernels: scalar (everywhere), AVX2 (int16 multiply-add), AVX-VNNI and AVX-512 VNNI (u8 x
+ * s8 dot products) and AMX (tiles of them) on x86-64, NEON (with the dot-product instructions where the compiler targets
  * them) on ARM. Integer arithmetic makes them all compute the same bits; init picks the
  * fastest the CPU has (AD_DENSE_AUTO) or the one asked for, and packs the weights for it.
  *
@@ -245,7 +245,8 @@ size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
 #define AD_DENSE_AVX512_VNNI 3
 #define AD_DENSE_NEON 4
 #define AD_DENSE_AMX 5                /* Intel AMX int8 tiles (Sapphire Rapids and later) */
-#define AD_DENSE_N_KERNELS 6
+#define AD_DENSE_AVX_VNNI 6           /* 256-bit VNNI without AVX-512 (Alder Lake and later) */
+#define AD_DENSE_N_KERNELS 7
 
 typedef struct {
     int32_t n_in, n_out;

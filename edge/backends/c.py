@@ -17,7 +17,7 @@ from .. import dense
 from ..errors import BackendError, EdgeAdError
 from . import check_input
 
-KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon", "amx")
+KERNELS = ("auto", "scalar", "avx2", "avx512-vnni", "neon", "amx", "avx-vnni")
 #: vectors a push completes that go through CStream's preallocated buffer
 SMALL_PUSH = 8
 _INT16 = np.dtype(np.int16)
