@@ -2,8 +2,8 @@
  * its drivers (int8 and float) and the scalar kernel. The SIMD kernels are in
  * ad_dense_x86.c and ad_dense_neon.c; the float stages in ad_quant.c.
  *
- * Every kernel sums raw int8 inputs (or, for VNNI, inputs + 128 as u8) and finds the
- * zero-point terms folded into the bias at init:
+ * Every kernel sums raw int8 inputs (or, for the VNNI kernels and AMX, inputs + 128 as
+ * u8) and finds the zero-point terms folded into the bias at init:
  *   sum_k (x_k - zp) w_k + bias = sum_k x_k w_k + (bias - zp sum_k w_k)
  * exact in int32 because init bounds every partial sum (AD_ERR_DENSE_RANGE otherwise). */
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
@@ -72,7 +72,8 @@ uint32_t ad_dense_kernels(void)
         /* AVX-VNNI: CPUID.(7, 1):EAX bit 4 (GCC 12's __builtin_cpu_supports does not know
          * it); the ymm state is the AVX2 check's */
         unsigned a, b, c, d;
-        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)))
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && a >= 1 &&
+            __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)))
             mask |= 1u << AD_DENSE_AVX_VNNI;
     }
 #ifdef __linux__
@@ -180,8 +181,10 @@ static ad_status check_layer(const ad_dense_layer_config *l, int32_t expected_in
         const int64_t big_u8 = folded_u8 < 0 ? -folded_u8 : folded_u8;
         const int64_t partial = (big_i8 > big_u8 ? big_i8 : big_u8) + 255 * abs_sum;
         const int64_t final = (bias < 0 ? -bias : bias) + 255 * abs_sum;
+        /* the requantised value is at most |final| 2^left (+1 for rounding): 256 below
+         * INT32_MAX leaves room for the output zero point in int32 */
         const int32_t left = s > 0 ? s : 0;
-        if (partial > INT32_MAX || final > (INT32_MAX >> left))
+        if (partial > INT32_MAX || final > ((INT32_MAX - 256) >> left))
             return AD_ERR_DENSE_RANGE;
     }
     return AD_OK;
@@ -191,9 +194,9 @@ static ad_status check_layer(const ad_dense_layer_config *l, int32_t expected_in
  *   scalar, NEON: int8 [n_pad][k_pad], row-major, zero-padded;
  *   AVX2:         int16 [n_pad / 8][k_pad / 2][8][2]: 8 outputs x 2 inputs per 32 bytes,
  *                 one vpmaddwd against a broadcast input pair;
- *   VNNI, AMX:    int8 [n_pad / 16][k_pad / 4][16][4]: 16 outputs x 4 inputs per 64
- *                 bytes, one vpdpbusd against 4 broadcast u8 inputs; for AMX, 16 such
- *                 rows are a B tile (ad_dense_x86.c). */
+ *   VNNI, AVX-VNNI, AMX: int8 [n_pad / 16][k_pad / 4][16][4]: 16 outputs x 4 inputs
+ *                 per 64 bytes, one vpdpbusd against 4 broadcast u8 inputs (AVX-VNNI: one
+ *                 per 32-byte half); for AMX, 16 such rows are a B tile (ad_dense_x86.c). */
 static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int32_t kernel,
                        int32_t single_rounding, unsigned char **cursor)
 {

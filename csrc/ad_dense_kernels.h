@@ -72,7 +72,8 @@ static inline int32_t ad_single_round(int32_t x, int32_t multiplier, int32_t tot
 }
 
 /* One output channel: requantise, add the zero point, clamp. init guarantees that
- * acc * 2^left_shift and the single-rounding result fit in int32. */
+ * acc * 2^left_shift and the single-rounding result fit in int32, 256 below its limits,
+ * so adding the zero point cannot overflow. */
 static inline int8_t ad_requant_one(const ad_dense_layer *layer, int32_t acc, size_t o)
 {
     int32_t y;

@@ -12,9 +12,10 @@
  *   AMX:          the same u8 inputs and packed weights as tiles: one tdpbusd multiplies
  *                 up to 16 vectors x 64 inputs by 64 inputs x 16 outputs (16384
  *                 multiply-adds), int32 sums as VNNI's; requantised with VNNI's code.
- * AVX2 and VNNI keep up to 8 or 4 vectors' sums in registers, so each weight load serves
- * them all; all three requantise 8 or 16 channels at a time with the scalar definition's
- * arithmetic (ad_dense_kernels.h): the results are the scalar kernel's, bit for bit. */
+ * AVX2 and the VNNI kernels keep up to 8 or 4 vectors' sums in registers, so each weight
+ * load serves them all; all four requantise 8 or 16 channels at a time with the scalar
+ * definition's arithmetic (ad_dense_kernels.h): the results are the scalar kernel's, bit
+ * for bit. */
 #include "ad_dense_kernels.h"
 
 #ifdef AD_DENSE_HAVE_X86
@@ -168,8 +169,8 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
  * where every t is 32 or more (most layers) the high halves and a 32-bit shift by t - 32;
  * + zero point, then the saturating narrow, which is the clamp to [-128, 127]; a ReLU
  * whose floor lies above -128 adds a max. (As in the scalar kernel, the zero point is
- * added in int32: init's range check keeps the shifted value far from INT32_MAX for any
- * network a converter writes, not for every int32 input.)
+ * added in int32: init's range check keeps the requantised value at least 255 below
+ * INT32_MAX in magnitude for every network it accepts.)
  * A block's constants are loaded once into registers (rq16_load) for all its vectors: the
  * int8 stores may alias the layer's arrays as far as the compiler knows, so it would
  * otherwise load them again for every vector. */

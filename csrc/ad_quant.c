@@ -69,10 +69,10 @@ AD_HOT void ad_quantize_f32(const float *restrict x, size_t n, float scale, int3
     const float hi = (float)(127 - zero_point), lo = (float)(-128 - zero_point);
     size_t i = 0;
 #ifdef AD_QUANT_AVX512
-    /* a scale whose reciprocal or products could leave the normal range keeps the
-     * division */
-    if (scale > 0x1p-100f && scale < 0x1p100f && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
+    /* a scale whose reciprocal or products could leave the normal range, or a zero point
+     * outside int8 (the bound |x / scale| <= 256 needs one), keeps the division */
+    if (scale > 0x1p-100f && scale < 0x1p100f && zero_point >= -128 && zero_point <= 127 &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         i = quantize_avx512(x, n, scale, lo, hi, zero_point, q);
 #endif
     for (; i < n; i++) {

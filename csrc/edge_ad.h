@@ -316,7 +316,9 @@ size_t ad_dense_mem_bytes(const ad_dense_config *cfg);
 ad_status ad_dense_init(ad_dense *net, const ad_dense_config *cfg, int32_t kernel, void *mem,
                         size_t mem_bytes);
 
-/* Bit mask of the kernels this build has and this CPU runs (1 << id); name of an id. */
+/* Bit mask of the kernels this build has and this CPU runs (1 << id); name of an id.
+ * On Linux with an AMX CPU, the first call asks the kernel to grant this process the AMX
+ * tile state (arch_prctl; process-wide, harmless to ask again). */
 uint32_t ad_dense_kernels(void);
 const char *ad_dense_kernel_name(int32_t kernel);
 

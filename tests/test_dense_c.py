@@ -1,8 +1,8 @@
 """The C int8 dense network (csrc/ad_dense.c) against TensorFlow Lite's own reference
 kernels: the network is read out of int8 TFLite models the converter writes, and every
-kernel this machine has (scalar, AVX2, AVX-512 VNNI) must give LiteRT's int8 outputs bit
-for bit (``OpResolverType.BUILTIN_REF``), on random vectors and on real MIMII clips; the
-gemmlowp (double rounding) form must give tflite-runtime 2.14's.
+kernel this machine has (scalar, AVX2, AVX-VNNI, AVX-512 VNNI, AMX) must give LiteRT's int8
+outputs bit for bit (``OpResolverType.BUILTIN_REF``), on random vectors and on real MIMII
+clips; the gemmlowp (double rounding) form must give tflite-runtime 2.14's.
 """
 from __future__ import annotations
 
@@ -191,6 +191,77 @@ def test_all_kernels_agree_bit_for_bit_on_every_batch_size(tflite_models, inputs
         c = CBackend(path, kernel=kernel)
         for n in range(1, _lib()[1].AD_DENSE_BATCH + 2):
             assert np.array_equal(c.errors(inputs[:n]), ref[:n]), (kernel, n)
+
+
+def _tflite_fc_reference(net: dense.DenseNet, q: np.ndarray) -> np.ndarray:
+    """TFLite's reference int8 FullyConnected chain in numpy int64, written from its
+    definition (gemmlowp's SaturatingRoundingDoublingHighMul and RoundingDivideByPOT, or
+    TFLITE_SINGLE_ROUNDING's one rounding), independent of the C code."""
+    x = q.astype(np.int64)
+    for l in net.layers:
+        acc = (x - l.input_zero_point) @ l.weights.astype(np.int64).T + l.bias.astype(np.int64)
+        m, s = l.multiplier.astype(np.int64), l.shift.astype(np.int64)
+        if net.single_rounding:
+            t = 31 - s
+            y = (acc * m + (np.int64(1) << (t - 1))) >> t
+        else:
+            left, right = np.maximum(s, 0), np.maximum(-s, 0)
+            v = acc << left
+            ab = v * m
+            nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+            num = ab + nudge
+            high = np.where(num >= 0, num >> 31, -((-num) >> 31))      # toward zero
+            mask = (np.int64(1) << right) - 1
+            threshold = (mask >> 1) + (high < 0)
+            y = (high >> right) + ((high & mask) > threshold)
+        lo = l.output_zero_point if l.relu else -128
+        x = np.clip(y + l.output_zero_point, max(lo, -128), 127)
+    return x.astype(np.int8)
+
+
+def _random_net(rng: np.random.Generator, widths: list[int], single: bool) -> dense.DenseNet:
+    """Random int8 layers as a converter could write them: symmetric weights, biases,
+    multipliers in [2^30, 2^31) (some 0), right and small left shifts."""
+    layers, zp = [], int(rng.integers(-128, 128))
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        out_zp = int(rng.integers(-128, 128))
+        mult = rng.integers(1 << 30, 1 << 31, n_out, dtype=np.int64)
+        mult[rng.random(n_out) < 0.05] = 0
+        # every shift right in some layers (the high-half requantisation), a few at 0 or
+        # left in others
+        shift = -rng.integers(1, 20, n_out) if rng.random() < 0.5 else rng.integers(-20, 3, n_out)
+        layers.append(dense.DenseLayer(
+            weights=rng.integers(-127, 128, (n_out, n_in)).astype(np.int8),
+            bias=rng.integers(-20000, 20000, n_out).astype(np.int32),
+            multiplier=mult.astype(np.int32), shift=shift.astype(np.int32),
+            weight_scale=np.ones(n_out, np.float32), input_zero_point=zp,
+            output_zero_point=out_zp, relu=bool(rng.random() < 0.5)))
+        zp = out_zp
+    return dense.DenseNet(layers=tuple(layers), single_rounding=single, input_scale=0.1,
+                          input_zero_point=layers[0].input_zero_point, output_scale=0.1,
+                          output_zero_point=layers[-1].output_zero_point)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_kernel_is_tflites_reference_arithmetic_on_random_shapes(kernel, tmp_path):
+    """Random networks of odd widths (so the padded widths are 16, 32, 48, 80, 112, 144 and
+    the AMX K step 16, 32 or 64), both rounding forms, shifts that do and do not allow the
+    high-half requantisation, in calls of 1..AD_DENSE_BATCH + 1 vectors, against the numpy
+    transcription of TFLite's reference kernel."""
+    from edge.backends.c import _lib
+    ffi, lib = _lib()
+    rng = np.random.default_rng(21)
+    for trial in range(24):
+        widths = [int(w) for w in rng.choice([5, 8, 16, 17, 33, 40, 64, 80, 100, 130], 4)]
+        net = _random_net(rng, widths, single=bool(trial % 2))
+        c = CBackend(tmp_path / "random.adq8", kernel=kernel, net=net)
+        q = rng.integers(-128, 128, (40, widths[0])).astype(np.int8)
+        want = _tflite_fc_reference(net, q)
+        for n in (1, 2, 3, 5, 15, 16, 17, 40):
+            got = np.empty((n, widths[-1]), np.int8)
+            c._check(lib.ad_dense_run_i8(c._state, ffi.from_buffer("int8_t[]", q[:n]), n,
+                                         ffi.from_buffer("int8_t[]", got)))
+            assert np.array_equal(got, want[:n]), (kernel, trial, widths, n)
 
 
 def _quantize_reference(x: np.ndarray, scale: np.float32, zero_point: int) -> np.ndarray:

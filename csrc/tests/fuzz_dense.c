@@ -1,7 +1,7 @@
 /* fuzz_dense.c: libFuzzer target for the int8 dense network (built by scripts/check-c.sh
  * fuzz OUT SECONDS dense, with -fsanitize=fuzzer,address,undefined).
  *
- * One input draws a network (1..4 layers, widths 1..40, weights, biases, multipliers,
+ * One input draws a network (1..4 layers, widths 1..100, weights, biases, multipliers,
  * shifts -31..30 and beyond, zero points, ReLU, either rounding form, sometimes a weight
  * of -128, a bad multiplier or shift, broken zero-point chains), a kernel and int8 and
  * float inputs. Checked: init refuses every out-of-range value and accepts every network
@@ -22,9 +22,9 @@
             abort();                                                                        \
     } while (0)
 
-#define MAX_W 40
+#define MAX_W 100
 #define MAX_L 4
-#define MAX_N 11
+#define MAX_N 20
 
 typedef struct {
     const uint8_t *data;
