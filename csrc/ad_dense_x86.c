@@ -11,7 +11,8 @@
  *                 of the VNNI packing, for CPUs without AVX-512.
  *   AMX:          the same u8 inputs and packed weights as tiles: one tdpbusd multiplies
  *                 up to 16 vectors x 64 inputs by 64 inputs x 16 outputs (16384
- *                 multiply-adds), int32 sums as VNNI's; requantised with VNNI's code.
+ *                 multiply-adds), int32 sums as VNNI's; requantised with VNNI's code;
+ *                 up to 32 vectors a pass.
  * AVX2 and the VNNI kernels keep up to 8 or 4 vectors' sums in registers, so each weight
  * load serves them all; all four requantise 8 or 16 channels at a time with the scalar
  * definition's arithmetic (ad_dense_kernels.h): the results are the scalar kernel's, bit
@@ -429,7 +430,12 @@ AD_AVXVNNI void ad_dense_layer_avxvnni(const ad_dense_layer *layer, const int8_t
  * Tiles: tmm0..3 sum 4 blocks (64 channels), tmm4 holds the inputs, tmm5 and tmm6 take
  * turns holding weights (a third weight tile, or two input tiles in turn, measured no
  * faster on a Sapphire Rapids-class Xeon). The K step is the largest of 64, 32 or 16
- * that divides k_pad. A tile has at most 16 rows: AD_DENSE_BATCH must not exceed it.
+ * that divides k_pad. A tile has at most 16 rows: above 16 vectors (up to AD_DENSE_BATCH =
+ * 32) the rows split over two input tiles, tmm4 and tmm5, and each weight tile (tmm6,
+ * tmm7) serves both: tmm0/tmm1 sum 2 blocks for the first 16 vectors, tmm2/tmm3 for the
+ * rest (amx_blocks_32). One pass over the weights then serves a whole 1 s decision (31
+ * vectors): the per-pass cost (tile configuration, every weight tile loaded, the pipeline
+ * filled and drained per block) is about half a 16-vector batch's time.
  * Each call loads its tile configuration and releases the tiles at the end, so no tile
  * state outlives the call (another library in the process may use AMX too). Linux hands
  * out AMX per process: ad_dense_kernels asks for it (arch_prctl) before offering it.
@@ -445,7 +451,7 @@ AD_AVXVNNI void ad_dense_layer_avxvnni(const ad_dense_layer *layer, const int8_t
                      : "memory")
 #define AD_TILE_DP(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
 
-typedef char ad_batch_fits_a_tile[AD_DENSE_BATCH <= 16 ? 1 : -1];
+typedef char ad_batch_fits_two_tiles[AD_DENSE_BATCH <= 32 ? 1 : -1];
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -499,6 +505,43 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
         requant_block16(layer, o + 16 * (size_t)j, &sums[0][16 * j], 64, nv, out, stride);
 }
 
+/* nb (1 or 2) blocks of 16 channels from channel o for 17..32 vectors: rows 0..15 in tmm4,
+ * the rest in tmm5 */
+AD_INLINE AD_AMX void amx_blocks_32(const ad_dense_layer *layer, const uint8_t *x,
+                                    int8_t *out, size_t stride, size_t o, int nv, int nb,
+                                    size_t kstep)
+{
+    const size_t k_pad = (size_t)layer->k_pad;
+    const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
+    int32_t sums[32][32] __attribute__((aligned(64)));
+    AD_TILE_LOAD(0, layer->bias + o, 0);
+    AD_TILE_LOAD(2, layer->bias + o, 0);
+    if (nb == 2) {
+        AD_TILE_LOAD(1, layer->bias + o + 16, 0);
+        AD_TILE_LOAD(3, layer->bias + o + 16, 0);
+    }
+    for (size_t kc = 0; kc < k_pad; kc += kstep) {
+        AD_TILE_LOAD(4, x + kc, k_pad);
+        AD_TILE_LOAD(5, x + 16 * k_pad + kc, k_pad);
+        AD_TILE_LOAD(6, w + kc * 16, 64);
+        AD_TILE_DP(0, 4, 6);
+        AD_TILE_DP(2, 5, 6);
+        if (nb == 2) {
+            AD_TILE_LOAD(7, w + k_pad * 16 + kc * 16, 64);
+            AD_TILE_DP(1, 4, 7);
+            AD_TILE_DP(3, 5, 7);
+        }
+    }
+    AD_TILE_STORE(0, &sums[0][0], sizeof sums[0]);
+    AD_TILE_STORE(2, &sums[16][0], sizeof sums[0]);
+    if (nb == 2) {
+        AD_TILE_STORE(1, &sums[0][16], sizeof sums[0]);
+        AD_TILE_STORE(3, &sums[16][16], sizeof sums[0]);
+    }
+    for (int j = 0; j < nb; j++)
+        requant_block16(layer, o + 16 * (size_t)j, &sums[0][16 * j], 32, nv, out, stride);
+}
+
 AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, int8_t *out,
                                size_t n_vectors, size_t stride, void *scratch)
 {
@@ -515,6 +558,23 @@ AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, in
     ad_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
+    if (n_vectors > 16) {
+        const uint8_t rest = (uint8_t)(n_vectors - 16);
+        const uint8_t rows[8] = {16, 16, rest, rest, 16, rest, (uint8_t)(kstep / 4),
+                                 (uint8_t)(kstep / 4)};
+        for (int t = 0; t < 8; t++) {
+            cfg.rows[t] = rows[t];
+            cfg.colsb[t] = (uint16_t)(t == 4 || t == 5 ? kstep : 64);
+        }
+        __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+        size_t o = 0;
+        for (; o + 32 <= n_pad; o += 32)
+            amx_blocks_32(layer, x, out, stride, o, (int)n_vectors, 2, kstep);
+        for (; o < n_pad; o += 16)
+            amx_blocks_32(layer, x, out, stride, o, (int)n_vectors, 1, kstep);
+        __asm__ volatile("tilerelease" ::: "memory");
+        return;
+    }
     for (int t = 0; t < 4; t++) {      /* sums: vectors x 16 int32 */
         cfg.rows[t] = (uint8_t)n_vectors;
         cfg.colsb[t] = 64;

@@ -237,7 +237,7 @@ size_t ad_context_vectors(const float *frames, size_t n_frames, float *out,
  * compares that dequantised output with the original float input (SPEC 4). */
 #define AD_DENSE_MAX_LAYERS 16
 #define AD_DENSE_MAX_WIDTH 4096       /* inputs or outputs of one layer */
-#define AD_DENSE_BATCH 16             /* vectors a kernel call handles at once */
+#define AD_DENSE_BATCH 32             /* vectors a kernel call handles at once */
 
 #define AD_DENSE_AUTO 0               /* kernel ids: the fastest this CPU has */
 #define AD_DENSE_SCALAR 1

@@ -246,8 +246,8 @@ def _random_net(rng: np.random.Generator, widths: list[int], single: bool) -> de
 def test_every_kernel_is_tflites_reference_arithmetic_on_random_shapes(kernel, tmp_path):
     """Random networks of odd widths (so the padded widths are 16, 32, 48, 80, 112, 144 and
     the AMX K step 16, 32 or 64), both rounding forms, shifts that do and do not allow the
-    high-half requantisation, in calls of 1..AD_DENSE_BATCH + 1 vectors, against the numpy
-    transcription of TFLite's reference kernel."""
+    high-half requantisation, in calls of 1 to 40 vectors (AMX: one and two input tiles;
+    more than AD_DENSE_BATCH), against the numpy transcription of TFLite's reference."""
     from edge.backends.c import _lib
     ffi, lib = _lib()
     rng = np.random.default_rng(21)
@@ -257,7 +257,7 @@ def test_every_kernel_is_tflites_reference_arithmetic_on_random_shapes(kernel, t
         c = CBackend(tmp_path / "random.adq8", kernel=kernel, net=net)
         q = rng.integers(-128, 128, (40, widths[0])).astype(np.int8)
         want = _tflite_fc_reference(net, q)
-        for n in (1, 2, 3, 5, 15, 16, 17, 40):
+        for n in (1, 2, 3, 5, 15, 16, 17, 31, 32, 33, 40):
             got = np.empty((n, widths[-1]), np.int8)
             c._check(lib.ad_dense_run_i8(c._state, ffi.from_buffer("int8_t[]", q[:n]), n,
                                          ffi.from_buffer("int8_t[]", got)))

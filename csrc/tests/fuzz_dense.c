@@ -24,7 +24,7 @@
 
 #define MAX_W 100
 #define MAX_L 4
-#define MAX_N 20
+#define MAX_N 40
 
 typedef struct {
     const uint8_t *data;
