@@ -162,6 +162,34 @@ AD_AVX2 void ad_dense_layer_avx2(const ad_dense_layer *layer, const int8_t *in, 
     }
 }
 
+/* ---- the u8-input kernels (AVX-512 VNNI, AVX-VNNI, AMX) -------------------------------- */
+
+/* The rows' int8 inputs as u8 (x + 128; the bias absorbs the 128), k_pad a row, into the
+ * scratch. */
+AD_INLINE AD_AVX2 const uint8_t *to_u8(const int8_t *in, size_t n_vectors, size_t stride,
+                                       size_t k_pad, void *scratch)
+{
+    uint8_t *x = (uint8_t *)scratch;
+    for (size_t b = 0; b < n_vectors; b++)
+        for (size_t k = 0; k < k_pad; k++)
+            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u);
+    return x;
+}
+
+/* fn(layer, x rows, out rows, stride, nv) on groups of 4 vectors; a constant nv lets the
+ * compiler keep every sum in a register */
+#define AD_GROUPS_OF_4(fn, layer, x, k_pad, out, stride, n_vectors)                        \
+    for (size_t b_ = 0; b_ < (n_vectors); b_ += 4) {                                        \
+        const uint8_t *xb_ = (x) + b_ * (k_pad);                                            \
+        int8_t *ob_ = (out) + b_ * (stride);                                                \
+        switch ((n_vectors) - b_) {                                                         \
+        case 1: fn(layer, xb_, ob_, stride, 1); break;                                      \
+        case 2: fn(layer, xb_, ob_, stride, 2); break;                                      \
+        case 3: fn(layer, xb_, ob_, stride, 3); break;                                      \
+        default: fn(layer, xb_, ob_, stride, 4); break;                                     \
+        }                                                                                   \
+    }
+
 /* ---- AVX-512 VNNI --------------------------------------------------------------------- */
 
 /* 16 channels of single rounding, stored as int8: (x m + 2^(t-1)) >> t from the 64-bit
@@ -316,21 +344,8 @@ AD_VNNI void ad_dense_layer_vnni(const ad_dense_layer *layer, const int8_t *in, 
                                  size_t n_vectors, size_t stride, void *scratch)
 {
     const size_t k_pad = (size_t)layer->k_pad;
-    uint8_t *x = (uint8_t *)scratch;
-    for (size_t b = 0; b < n_vectors; b++)
-        for (size_t k = 0; k < k_pad; k++)
-            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
-    /* groups of 4 vectors; a constant count lets the compiler keep every sum in a register */
-    for (size_t b = 0; b < n_vectors; b += 4) {
-        const uint8_t *xb = x + b * k_pad;
-        int8_t *ob = out + b * stride;
-        switch (n_vectors - b) {
-        case 1: vnni_vectors(layer, xb, ob, stride, 1); break;
-        case 2: vnni_vectors(layer, xb, ob, stride, 2); break;
-        case 3: vnni_vectors(layer, xb, ob, stride, 3); break;
-        default: vnni_vectors(layer, xb, ob, stride, 4); break;
-        }
-    }
+    const uint8_t *x = to_u8(in, n_vectors, stride, k_pad, scratch);
+    AD_GROUPS_OF_4(vnni_vectors, layer, x, k_pad, out, stride, n_vectors);
 }
 
 /* ---- AVX-VNNI (256-bit, VEX) ------------------------------------------------------------
@@ -402,20 +417,8 @@ AD_AVXVNNI void ad_dense_layer_avxvnni(const ad_dense_layer *layer, const int8_t
                                        void *scratch)
 {
     const size_t k_pad = (size_t)layer->k_pad;
-    uint8_t *x = (uint8_t *)scratch;
-    for (size_t b = 0; b < n_vectors; b++)
-        for (size_t k = 0; k < k_pad; k++)
-            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
-    for (size_t b = 0; b < n_vectors; b += 4) {
-        const uint8_t *xb = x + b * k_pad;
-        int8_t *ob = out + b * stride;
-        switch (n_vectors - b) {
-        case 1: avxvnni_vectors(layer, xb, ob, stride, 1); break;
-        case 2: avxvnni_vectors(layer, xb, ob, stride, 2); break;
-        case 3: avxvnni_vectors(layer, xb, ob, stride, 3); break;
-        default: avxvnni_vectors(layer, xb, ob, stride, 4); break;
-        }
-    }
+    const uint8_t *x = to_u8(in, n_vectors, stride, k_pad, scratch);
+    AD_GROUPS_OF_4(avxvnni_vectors, layer, x, k_pad, out, stride, n_vectors);
 }
 
 /* ---- AMX (Intel Advanced Matrix Extensions, int8) -------------------------------------
@@ -550,10 +553,7 @@ AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, in
         ad_dense_layer_vnni(layer, in, out, n_vectors, stride, scratch);
         return;
     }
-    uint8_t *x = (uint8_t *)scratch;
-    for (size_t b = 0; b < n_vectors; b++)
-        for (size_t k = 0; k < k_pad; k++)
-            x[b * k_pad + k] = (uint8_t)((uint8_t)in[b * stride + k] ^ 0x80u); /* x + 128 */
+    const uint8_t *x = to_u8(in, n_vectors, stride, k_pad, scratch);
     const size_t kstep = k_pad % 64 == 0 ? 64 : k_pad % 32 == 0 ? 32 : 16;
     ad_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);

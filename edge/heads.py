@@ -60,11 +60,6 @@ VAR_EPS = 1e-12
 MAX_HEAD_BYTES = 64 * 1024 * 1024
 
 
-def stream_row_width(spec: FeatureSpec) -> int:
-    """Values per vector in the C stream's feature row (``AD_STREAM_ROW``)."""
-    return 1 + 3 * spec.n_mels
-
-
 class Head:
     """A window scorer: ``features`` per vector, ``score`` of their sum."""
 
@@ -91,9 +86,9 @@ class Head:
         raise NotImplementedError
 
     def stream_columns(self) -> np.ndarray | None:
-        """Where :meth:`features` lies in the C stream's feature row (``AD_STREAM_ROW``
-        values per vector, :func:`stream_row_width`: the squared error, the per-band errors, the
-        first frame and its square), or None for a head whose features it does not hold."""
+        """Where :meth:`features` lies in the C stream's feature row (``AD_STREAM_ROW`` =
+        1 + 3 n_mels values per vector: the squared error, the per-band errors, the first
+        frame and its square), or None for a head whose features it does not hold."""
         return None
 
     def clip_score(self, x: np.ndarray, recon: np.ndarray | None) -> float:
@@ -160,12 +155,9 @@ class _Gaussian(Head):
         self.mean = None if mean is None else np.asarray(mean, np.float64)
         self.precision = None if precision is None else np.asarray(precision, np.float64)
 
-    @property
-    def n_clip_features(self) -> int:
-        raise NotImplementedError
-
     def clip_features(self, total: np.ndarray, n: int) -> np.ndarray:
-        """The clip-level feature vector the Gaussians are fitted on."""
+        """The clip-level feature vector the Gaussians are fitted on (:attr:`width`
+        values, as many as a vector's features)."""
         raise NotImplementedError
 
     def score(self, total: np.ndarray, n: int) -> float:
@@ -177,7 +169,7 @@ class _Gaussian(Head):
         return {"mean": self.mean, "precision": self.precision}
 
     def check(self) -> None:
-        k = self.n_clip_features
+        k = self.width
         ok = (self.mean is not None and self.mean.ndim == 2 and self.mean.shape[1:] == (k,)
               and 1 <= len(self.mean) <= 1024
               and self.precision.shape == (len(self.mean), k, k)
@@ -195,10 +187,6 @@ class BandMahalanobisHead(_Gaussian):
 
     @property
     def width(self) -> int:
-        return self.n_mels
-
-    @property
-    def n_clip_features(self) -> int:
         return self.n_mels
 
     def features(self, x: np.ndarray, recon: np.ndarray | None) -> np.ndarray:
@@ -220,10 +208,6 @@ class ClipStatsHead(_Gaussian):
 
     @property
     def width(self) -> int:
-        return 2 * self.n_mels
-
-    @property
-    def n_clip_features(self) -> int:
         return 2 * self.n_mels
 
     def features(self, x: np.ndarray, recon: np.ndarray | None) -> np.ndarray:
@@ -249,10 +233,6 @@ class MelMeanHead(_Gaussian):
 
     @property
     def width(self) -> int:
-        return self.n_mels
-
-    @property
-    def n_clip_features(self) -> int:
         return self.n_mels
 
     def features(self, x: np.ndarray, recon: np.ndarray | None) -> np.ndarray:

@@ -175,7 +175,7 @@ class CStream:
     errors are bit for bit ``backend.errors(Frontend(spec).push(samples))``.
 
     With ``rows=True`` each vector gives the detector heads' feature row instead
-    (``AD_STREAM_ROW`` float64 values, :func:`edge.heads.stream_row_width`: the error,
+    (``AD_STREAM_ROW`` float64 values, 1 + 3 n_mels: the error,
     the per-band errors, the first frame, its square), so a head such as the default
     ensemble streams without Python per vector too (:meth:`edge.heads.Head.stream_columns`
     picks its columns)."""
