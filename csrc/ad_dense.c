@@ -137,7 +137,7 @@ size_t ad_dense_mem_bytes(const ad_dense_config *cfg)
     size_t bytes = AD_ALIGN; /* room to align the start */
     for (int32_t i = 0; i < cfg->n_layers; i++) {
         const size_t k = pad16(cfg->layers[i].n_in), n = pad16(cfg->layers[i].n_out);
-        bytes += align_up(k * n * sizeof(int16_t)) + 6 * align_up(n * sizeof(int32_t)) +
+        bytes += align_up(k * n * sizeof(int16_t)) + 7 * align_up(n * sizeof(int32_t)) +
                  2 * align_up(n * sizeof(int64_t));
     }
     bytes += 2 * align_up(AD_DENSE_BATCH * width);                   /* act[0], act[1] */
@@ -214,15 +214,16 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     void *weights = p;
     p += align_up(k_pad * n_pad * sizeof(int16_t));
     int32_t *bias = (int32_t *)p, *mult = bias + n_pad, *left = mult + n_pad,
-            *right = left + n_pad, *mult_odd = right + n_pad, *shift32 = mult_odd + n_pad;
-    p += 6 * align_up(n_pad * sizeof(int32_t));
+            *right = left + n_pad, *mult_odd = right + n_pad, *shift32 = mult_odd + n_pad,
+            *round_zp32 = shift32 + n_pad;
+    p += 7 * align_up(n_pad * sizeof(int32_t));
     int64_t *shift64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     int64_t *round64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     *cursor = p;
     memset(weights, 0, k_pad * n_pad * sizeof(int16_t));
-    memset(bias, 0, 6 * n_pad * sizeof(int32_t));
+    memset(bias, 0, 7 * n_pad * sizeof(int32_t));
     for (size_t o = 0; o < n_pad; o++)   /* the padding channels: shift 0 */
         right[o] = single_rounding ? 31 : 0;
 
@@ -257,6 +258,24 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
          * are never read (the next layer's weights for them are 0) */
         shift32[o] = high_shift && right[o] >= 32 ? right[o] - 32 : 0;
     }
+    /* The folded form needs 2^(t-33) whole, and high + round_zp32 inside int32: |high| is
+     * at most 2^30 (|x m| <= 2^62), so |round_zp32| below 2^30 is enough. */
+    int32_t fold_zp = high_shift;
+    for (size_t o = 0; o < (size_t)l->n_out && fold_zp; o++) {
+        const int32_t t = right[o];
+        const int64_t c = t >= 33 ? (INT64_C(1) << (t - 33)) +
+                                        (int64_t)l->output_zero_point * (INT64_C(1) << (t - 32))
+                                  : 0;
+        fold_zp = t >= 33 && c < (INT64_C(1) << 30) && c > -(INT64_C(1) << 30);
+    }
+    for (size_t o = 0; o < n_pad; o++) {
+        const int32_t t = right[o];
+        round_zp32[o] = !fold_zp ? 0 : o < (size_t)l->n_out
+            ? (int32_t)((INT64_C(1) << (t - 33)) + (int64_t)l->output_zero_point * (INT64_C(1) << (t - 32)))
+            : l->output_zero_point;
+        if (fold_zp && o >= (size_t)l->n_out)
+            shift32[o] = 0;
+    }
     for (size_t o = 0; o < n_pad; o++) {
         /* channel o's slot in its block of 16: evens first, then odds */
         const size_t block = o / 16 * 16, lane = o % 16, slot = block + lane % 2 * 8 + lane / 2;
@@ -267,6 +286,8 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     dst->multiplier_odd = mult_odd;
     dst->shift32 = shift32;
     dst->high_shift = high_shift;
+    dst->round_zp32 = round_zp32;
+    dst->fold_zp = fold_zp;
     dst->shift64 = shift64;
     dst->round64 = round64;
     dst->weights = weights;

@@ -271,6 +271,84 @@ AD_INLINE AD_VNNI void requant_block16(const ad_dense_layer *layer, size_t o,
     }
 }
 
+/* The folded form (layer->fold_zp: single rounding, every t >= 33), 16 channels from their
+ * int32 sums at s: the even and the odd lanes' 64-bit products x m straight from memory (the
+ * odd lanes' load starts one sum later, so its 64-bit lanes hold the odd sums low; the
+ * load reads one int32 past the 16, which the callers' buffers have and vpmuldq ignores),
+ * their high halves gathered by one shuffle, + round_zp32, >> (t - 32): the requantised
+ * value plus the zero point, as int32 lanes.
+ *   floor((x m + 2^(t-1)) / 2^t) + zp = floor((floor(x m / 2^32) + 2^(t-33) + zp 2^(t-32))
+ *   / 2^(t-32)), since 2^(t-1) and zp 2^t are whole multiples of 2^32. */
+typedef struct {
+    __m512i mult, mult_odd, round_zp, shift;
+} rqf16;
+
+AD_INLINE AD_VNNI rqf16 rqf16_load(const ad_dense_layer *layer, size_t o)
+{
+    rqf16 c;
+    c.mult = _mm512_loadu_si512((const void *)(layer->multiplier + o));
+    c.mult_odd = _mm512_loadu_si512((const void *)(layer->multiplier_odd + o));
+    c.round_zp = _mm512_loadu_si512((const void *)(layer->round_zp32 + o));
+    c.shift = _mm512_loadu_si512((const void *)(layer->shift32 + o));
+    return c;
+}
+
+AD_INLINE AD_VNNI __m512i requant16_folded(const int32_t *s, const rqf16 *c)
+{
+    const __m512i even = _mm512_mul_epi32(_mm512_loadu_si512((const void *)s), c->mult);
+    const __m512i odd = _mm512_mul_epi32(_mm512_loadu_si512((const void *)(s + 1)), c->mult_odd);
+    const __m512i high = _mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB);
+    return _mm512_srav_epi32(_mm512_add_epi32(high, c->round_zp), c->shift);
+}
+
+/* Channels o..o + 16 nb - 1 (nb 1, 2 or 4) of nv vectors from their int32 sums (vector b's
+ * at sums + b sums_stride; the buffer has one int32 more after the last row) to int8 rows
+ * of out. The folded form packs 2 or 4 blocks of a row at once with saturating packs (the
+ * clamp to -128..127; the packs interleave 128-bit lanes, one permute puts them back) and
+ * applies a ReLU floor once per row on the bytes; any other layer goes block by block. */
+AD_INLINE AD_VNNI void requant_rows(const ad_dense_layer *layer, size_t o, const int32_t *sums,
+                                    size_t sums_stride, int nv, const int nb, int8_t *out,
+                                    size_t stride)
+{
+    if (!layer->fold_zp) {
+        for (int j = 0; j < nb; j++)
+            requant_block16(layer, o + 16 * (size_t)j, sums + 16 * j, sums_stride, nv, out,
+                            stride);
+        return;
+    }
+    rqf16 c[4];
+    for (int j = 0; j < nb; j++)
+        c[j] = rqf16_load(layer, o + 16 * (size_t)j);
+    const int relu = layer->act_min > -128;
+    const __m512i floor8 = _mm512_set1_epi8((char)layer->act_min);
+    const __m512i floor32 = _mm512_set1_epi32(layer->act_min);
+    /* dword 4L + q of the packed bytes holds block q's 128-bit lane L: to 4q + L */
+    const __m512i order4 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int b = 0; b < nv; b++) {
+        const int32_t *s = sums + (size_t)b * sums_stride;
+        int8_t *dst = out + (size_t)b * stride + o;
+        if (nb == 1) {
+            __m512i y = requant16_folded(s, &c[0]);
+            if (relu)
+                y = _mm512_max_epi32(y, floor32);
+            _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(y));
+            continue;
+        }
+        const __m512i w01 = _mm512_packs_epi32(requant16_folded(s, &c[0]),
+                                               requant16_folded(s + 16, &c[1]));
+        const __m512i w23 = nb == 4 ? _mm512_packs_epi32(requant16_folded(s + 32, &c[2]),
+                                                         requant16_folded(s + 48, &c[3]))
+                                    : w01;
+        __m512i bytes = _mm512_permutexvar_epi32(order4, _mm512_packs_epi16(w01, w23));
+        if (relu)
+            bytes = _mm512_max_epi8(bytes, floor8);
+        if (nb == 4)
+            _mm512_storeu_si512((void *)dst, bytes);
+        else
+            _mm256_storeu_si256((__m256i *)dst, _mm512_castsi512_si256(bytes));
+    }
+}
+
 /* acc + u8 x s8 dot products of 4: vpdpbusd written in place. GCC 12 compiles the
  * intrinsic with a register copy in and out of a scratch register around each one (the
  * loop then spends more on moves than on products); the asm ties the accumulator. */
@@ -314,18 +392,17 @@ AD_INLINE AD_VNNI void vnni_tile(const ad_dense_layer *layer, const uint8_t *x, 
             }
         }
     }
+    int32_t sums[4 * 64 + 16] __attribute__((aligned(64)));  /* + 16: requant_rows */
     for (int j = 0; j < nb; j++) {
-        const size_t oj = o + 16 * (size_t)j;
-        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + oj));
-        int32_t sums[4][16] __attribute__((aligned(64)));
+        const __m512i bias = _mm512_loadu_si512((const void *)(layer->bias + o + 16 * (size_t)j));
         for (int b = 0; b < nv; b++) {
             __m512i sum = _mm512_add_epi32(acc[0][j][b], bias);
             if (ks == 2)
                 sum = _mm512_add_epi32(sum, acc[1][j][b]);
-            _mm512_store_si512((void *)sums[b], sum);
+            _mm512_store_si512((void *)(sums + b * 64 + 16 * j), sum);
         }
-        requant_block16(layer, oj, &sums[0][0], 16, nv, out, stride);
     }
+    requant_rows(layer, o, sums, 64, nv, nb, out, stride);
 }
 
 /* Up to 4 vectors: tiles of 4 blocks (64 channels), then single blocks. */
@@ -486,7 +563,7 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
 {
     const size_t k_pad = (size_t)layer->k_pad;
     const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
-    int32_t sums[AD_DENSE_BATCH][64] __attribute__((aligned(64)));
+    int32_t sums[AD_DENSE_BATCH + 1][64] __attribute__((aligned(64)));  /* + 1: requant_rows */
     /* the sums start at the bias: its 16 values in every row (a tile load of stride 0) */
     AD_TILE_LOAD(0, layer->bias + o, 0);
     if (nb == 4) {
@@ -504,8 +581,7 @@ AD_INLINE AD_AMX void amx_blocks(const ad_dense_layer *layer, const uint8_t *x, 
         AD_TILE_STORE(2, &sums[0][32], sizeof sums[0]);
         AD_TILE_STORE(3, &sums[0][48], sizeof sums[0]);
     }
-    for (int j = 0; j < nb; j++)
-        requant_block16(layer, o + 16 * (size_t)j, &sums[0][16 * j], 64, nv, out, stride);
+    requant_rows(layer, o, &sums[0][0], 64, nv, nb, out, stride);
 }
 
 /* nb (1 or 2) blocks of 16 channels from channel o for 17..32 vectors: rows 0..15 in tmm4,
@@ -516,7 +592,7 @@ AD_INLINE AD_AMX void amx_blocks_32(const ad_dense_layer *layer, const uint8_t *
 {
     const size_t k_pad = (size_t)layer->k_pad;
     const int8_t *w = (const int8_t *)layer->weights + o * k_pad;
-    int32_t sums[32][32] __attribute__((aligned(64)));
+    int32_t sums[32 + 1][32] __attribute__((aligned(64)));  /* + 1: requant_rows */
     AD_TILE_LOAD(0, layer->bias + o, 0);
     AD_TILE_LOAD(2, layer->bias + o, 0);
     if (nb == 2) {
@@ -541,8 +617,7 @@ AD_INLINE AD_AMX void amx_blocks_32(const ad_dense_layer *layer, const uint8_t *
         AD_TILE_STORE(1, &sums[0][16], sizeof sums[0]);
         AD_TILE_STORE(3, &sums[16][16], sizeof sums[0]);
     }
-    for (int j = 0; j < nb; j++)
-        requant_block16(layer, o + 16 * (size_t)j, &sums[0][16 * j], 32, nv, out, stride);
+    requant_rows(layer, o, &sums[0][0], 32, nv, nb, out, stride);
 }
 
 AD_AMX void ad_dense_layer_amx(const ad_dense_layer *layer, const int8_t *in, int8_t *out,

@@ -291,6 +291,12 @@ typedef struct {
     const int32_t *multiplier_odd; /* n_pad */
     const int32_t *shift32;        /* n_pad */
     int32_t high_shift;
+    /* single rounding where every channel's t is 33 or more (fold_zp): the rounding term
+     * and the output zero point folded into one int32 added to the high half,
+     * round_zp32[o] = 2^(t-33) + zp 2^(t-32) (padding channels: zp, shift 0), so that
+     * (high + round_zp32) >> (t - 32) is the requantised value plus the zero point */
+    const int32_t *round_zp32;     /* n_pad */
+    int32_t fold_zp;
 } ad_dense_layer;
 
 /* The network; fixed size, treat as opaque. Not shared between threads (scratch). */
