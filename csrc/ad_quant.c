@@ -22,27 +22,28 @@
  * is the correctly rounded quotient v: |p - v| <= 2^-22 |x / scale|, at most 2^-14 where
  * it matters (|x / scale| <= 256; beyond, both clamp to the same bound). So p and v round
  * to the same integer, half away from zero or to nearest, unless a half-integer lies
- * within 2^-14 of p: a step with a value whose distance to its nearest integer is within
- * 2^-13 of one half (about 1 value in 4000) is done again with the division and the
- * scalar form's rounding. The bits are the division's. min/max return their second
+ * within 2^-14 of p: a step with a value whose distance to its nearest integer (vreduceps,
+ * exact; AVX-512DQ) is within 2^-13 of one half (about 1 value in 4000) is done again
+ * with the division and the scalar form's rounding. The bits are the division's. min/max return their second
  * operand for NaN, as the scalar comparisons do; the conversion's rounding mode is given
  * in the instruction, not taken from MXCSR. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static size_t
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) static size_t
 quantize_avx512(const float *restrict x, size_t n, float scale, float lo, float hi,
                 int32_t zero_point, int8_t *restrict q)
 {
     const __m512 inv = _mm512_set1_ps(1.0f / scale), s = _mm512_set1_ps(scale);
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    const __m512 half = _mm512_set1_ps(0.5f), eps = _mm512_set1_ps(0x1p-13f);
+    const __m512 near_tie = _mm512_set1_ps(0.5f - 0x1p-13f);
     const __m512i zp = _mm512_set1_epi32(zero_point);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m512 xi = _mm512_loadu_ps(x + i);
         const __m512 p = _mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(xi, inv), vhi), vlo);
         __m512i r = _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512 d = _mm512_abs_ps(_mm512_sub_ps(p, _mm512_cvtepi32_ps(r)));
-        const __m512 off = _mm512_abs_ps(_mm512_sub_ps(d, half));
-        if (_mm512_cmp_ps_mask(off, eps, _CMP_LT_OQ)) {
+        /* vreduceps: p - round(p) in [-0.5, 0.5], exact; near a tie when its size is
+         * within 2^-13 of one half */
+        const __m512 d = _mm512_reduce_ps(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (_mm512_cmp_ps_mask(_mm512_abs_ps(d), near_tie, _CMP_GT_OQ)) {
             const __m512 v = _mm512_max_ps(_mm512_min_ps(_mm512_div_ps(xi, s), vhi), vlo);
             const __m512i t = _mm512_cvttps_epi32(v);
             const __m512 f = _mm512_sub_ps(v, _mm512_cvtepi32_ps(t));
@@ -72,7 +73,8 @@ AD_HOT void ad_quantize_f32(const float *restrict x, size_t n, float scale, int3
     /* a scale whose reciprocal or products could leave the normal range, or a zero point
      * outside int8 (the bound |x / scale| <= 256 needs one), keeps the division */
     if (scale > 0x1p-100f && scale < 0x1p100f && zero_point >= -128 && zero_point <= 127 &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
         i = quantize_avx512(x, n, scale, lo, hi, zero_point, q);
 #endif
     for (; i < n; i++) {
