@@ -137,7 +137,7 @@ size_t ad_dense_mem_bytes(const ad_dense_config *cfg)
     size_t bytes = AD_ALIGN; /* room to align the start */
     for (int32_t i = 0; i < cfg->n_layers; i++) {
         const size_t k = pad16(cfg->layers[i].n_in), n = pad16(cfg->layers[i].n_out);
-        bytes += align_up(k * n * sizeof(int16_t)) + 7 * align_up(n * sizeof(int32_t)) +
+        bytes += align_up(k * n * sizeof(int16_t)) + 8 * align_up(n * sizeof(int32_t)) +
                  2 * align_up(n * sizeof(int64_t));
     }
     bytes += 2 * align_up(AD_DENSE_BATCH * width);                   /* act[0], act[1] */
@@ -215,15 +215,15 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     p += align_up(k_pad * n_pad * sizeof(int16_t));
     int32_t *bias = (int32_t *)p, *mult = bias + n_pad, *left = mult + n_pad,
             *right = left + n_pad, *mult_odd = right + n_pad, *shift32 = mult_odd + n_pad,
-            *round_zp32 = shift32 + n_pad;
-    p += 7 * align_up(n_pad * sizeof(int32_t));
+            *round_zp32 = shift32 + n_pad, *bias_s8 = round_zp32 + n_pad;
+    p += 8 * align_up(n_pad * sizeof(int32_t));
     int64_t *shift64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     int64_t *round64 = (int64_t *)p;
     p += align_up(n_pad * sizeof(int64_t));
     *cursor = p;
     memset(weights, 0, k_pad * n_pad * sizeof(int16_t));
-    memset(bias, 0, 7 * n_pad * sizeof(int32_t));
+    memset(bias, 0, 8 * n_pad * sizeof(int32_t));
     for (size_t o = 0; o < n_pad; o++)   /* the padding channels: shift 0 */
         right[o] = single_rounding ? 31 : 0;
 
@@ -245,6 +245,7 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
                 ((int8_t *)weights)[o * k_pad + k] = w[k];
         }
         bias[o] = (l->bias ? l->bias[o] : 0) - offset * sum; /* checked: fits */
+        bias_s8[o] = (l->bias ? l->bias[o] : 0) - l->input_zero_point * sum;
         mult[o] = l->multiplier[o];
         left[o] = single_rounding ? 0 : l->shift[o] > 0 ? l->shift[o] : 0;
         right[o] = single_rounding ? 31 - l->shift[o] : l->shift[o] < 0 ? -l->shift[o] : 0;
@@ -288,6 +289,7 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
     dst->high_shift = high_shift;
     dst->round_zp32 = round_zp32;
     dst->fold_zp = fold_zp;
+    dst->bias_s8 = bias_s8;
     dst->shift64 = shift64;
     dst->round64 = round64;
     dst->weights = weights;

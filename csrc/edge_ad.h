@@ -297,6 +297,9 @@ typedef struct {
      * (high + round_zp32) >> (t - 32) is the requantised value plus the zero point */
     const int32_t *round_zp32;     /* n_pad */
     int32_t fold_zp;
+    /* the bias with the input zero point folded in for int8 inputs (the AMX kernel's
+     * s8 x s8 products; bias holds the u8 form its single-vector VNNI path uses) */
+    const int32_t *bias_s8;        /* n_pad */
 } ad_dense_layer;
 
 /* The network; fixed size, treat as opaque. Not shared between threads (scratch). */

@@ -60,7 +60,7 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
     assert result["machine"]["flags"] == bench.cpu_flags(open("/proc/cpuinfo").read())
     for name, lat in result["latency"].items():
-        assert (lat["vector"]["batch"], lat["decision"]["batch"]) == (1, 31), name
+        assert (lat["vector"]["batch"], lat["decision"]["batch"], lat["decision_cold"]["batch"]) == (1, 31, 31), name
         assert lat["clip"]["batch"] == len(trained_run.vectors(trained_run.clips_in("test")[0]))
     peers = {"onnx": ("onnx float", "onnx int8"), "tflite": ("tflite float", "tflite int8"),
              "c": ("tflite float", "c int8"), "c vs tflite int8": ("tflite int8", "c int8")}
@@ -112,6 +112,29 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     assert result["frontend"]["c"]["hop"]["p50"] > 0
     assert result["c_stream"]["hop"]["p50"] > 0 and result["c_stream"]["hop_bare"]["n"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latency_times_each_variant_in_bursts_and_the_decision_once_more_one_call_each_in_turn():
+    calls = []
+
+    def runner(name):
+        return lambda batch: calls.append((name, len(batch))) or batch
+
+    variants = [bench.Variant(n, runner(n), 0.0, None, None) for n in ("a", "b")]
+    lat = bench.bench_latency(variants, np.zeros((40, 4), np.float32), repeat_vector=6,
+                              repeat_clip=4, decision=3, burst=2)
+    # warm-up, then rounds: each variant one untimed call and a burst of 2 timed ones
+    vector = [c for c in calls if c[1] == 1]
+    assert vector == [("a", 1)] * 20 + [("b", 1)] * 20 + ([("a", 1)] * 3 + [("b", 1)] * 3) * 3
+    clip = [c for c in calls if c[1] == 40]
+    assert clip == [("a", 40)] * 3 + [("b", 40)] * 3 + ([("a", 40)] * 3 + [("b", 40)] * 3) * 2
+    # the decision batch: bursts, then one call of each in turn for decision_cold
+    decision = [c for c in calls if c[1] == 3]
+    assert decision[-8:] == [("a", 3), ("b", 3)] * 4
+    assert decision[:-8] == [("a", 3)] * 3 + [("b", 3)] * 3 + ([("a", 3)] * 3 + [("b", 3)] * 3) * 2
+    for name in ("a", "b"):
+        assert [lat[name][k]["n"] for k in ("vector", "decision", "clip", "decision_cold")] == [6, 4, 4, 4]
+        assert lat[name]["decision_cold"]["batch"] == 3
 
 
 def test_render_prints_one_row_per_variant_and_the_machine():

@@ -293,12 +293,22 @@ def decision_vectors(every_s: float = 1.0, *, spec: FeatureSpec = DEFAULT_SPEC) 
 
 
 def bench_latency(variants: list[Variant], x: np.ndarray, *, repeat_vector: int = 300,
-                  repeat_clip: int = 30, decision: int | None = None) -> dict[str, Any]:
+                  repeat_clip: int = 30, decision: int | None = None,
+                  burst: int = 5) -> dict[str, Any]:
     """Per vector (batch of 1), per decision (the vectors of one ``--every`` step, what
     ``edge-ad run`` sends per call) and per clip (all vectors of a 10 s clip in one batch).
 
-    Variants are timed interleaved, one call of each in turn, so a slow moment of the
-    machine (the other core busy) lands on every variant alike and their ratios hold.
+    Timed in bursts, as a model runs in a process that calls it again and again: per round,
+    each variant in turn makes one untimed call and then ``burst`` timed calls in a row
+    (its weights in the caches, as between two decisions of ``edge-ad run``, whose front end
+    between the calls touches little memory). The rounds interleave the variants, so a slow
+    moment of the machine (the other core busy) lands on every variant alike and their
+    ratios hold.
+
+    ``decision_cold``: the decision batch once more, one call of each variant in turn, so
+    that every call starts with caches the other variants have filled (several MB of other
+    models' weights and activations): what a call costs on a board that runs other work
+    between two decisions.
     """
     decision = decision or decision_vectors()
     batches = {"vector": np.ascontiguousarray(x[:1]),
@@ -310,16 +320,27 @@ def bench_latency(variants: list[Variant], x: np.ndarray, *, repeat_vector: int 
         for v in variants:
             for _ in range(20 if kind == "vector" else 3):
                 v.run(batch)
-        times = {v.name: np.empty(repeats[kind]) for v in variants}
-        for i in range(repeats[kind]):
+        times: dict[str, list[float]] = {v.name: [] for v in variants}
+        for _ in range(max(1, repeats[kind] // burst)):
             for v in variants:
-                t0 = time.perf_counter()
                 v.run(batch)
-                times[v.name][i] = time.perf_counter() - t0
+                for _ in range(burst):
+                    t0 = time.perf_counter()
+                    v.run(batch)
+                    times[v.name].append(time.perf_counter() - t0)
         for v in variants:
-            out[v.name][kind] = _pct(times[v.name])
+            out[v.name][kind] = _pct(np.array(times[v.name]))
             out[v.name][kind]["batch"] = len(batch)
+    batch = batches["decision"]
+    cold = {v.name: np.empty(repeats["decision"]) for v in variants}
+    for i in range(repeats["decision"]):
+        for v in variants:
+            t0 = time.perf_counter()
+            v.run(batch)
+            cold[v.name][i] = time.perf_counter() - t0
     for v in variants:
+        out[v.name]["decision_cold"] = _pct(cold[v.name])
+        out[v.name]["decision_cold"]["batch"] = len(batch)
         out[v.name]["vectors_per_s"] = float(len(x) / out[v.name]["clip"]["p50"])
     return out
 
@@ -334,7 +355,8 @@ def int8_speedups(latency: dict[str, Any]) -> dict[str, dict[str, float]]:
     for key, (ref, fast) in pairs.items():
         f, q = latency.get(ref), latency.get(fast)
         if f and q:
-            out[key] = {k: f[k]["p50"] / q[k]["p50"] for k in ("vector", "decision", "clip")
+            out[key] = {k: f[k]["p50"] / q[k]["p50"]
+                        for k in ("vector", "decision", "clip", "decision_cold")
                         if k in f and k in q}
     return out
 
@@ -430,8 +452,9 @@ def render(result: dict[str, Any]) -> str:
         names = {"onnx": "onnx int8 against onnx float", "tflite": "tflite int8 against tflite float",
                  "c": "c int8 against tflite float", "c vs tflite int8": "c int8 against tflite int8"}
         for key, r in int8_speedups(lat).items():
-            lines.append(f"  {names[key]}: " + ", ".join(f"{k} {v:.2f}x" for k, v in r.items())
-                         + " faster")
+            lines.append(f"  {names[key]}: " + ", ".join(
+                f"{k.replace('decision_cold', 'decision after the other variants')} {v:.2f}x"
+                for k, v in r.items()) + " faster")
         ids = sorted({i for a in acc.values() for i in a["table"]["per_id"]})
         if ids:
             lines.append("")
