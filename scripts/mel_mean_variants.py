@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Fits of the ``mel-mean`` head other than the clip-level Gaussian, on the selection plants.
+
+docs/detectors.md ("How the default was chosen") lists what was tried; this script gives
+the later rows. No network is trained: ``mel-mean`` reads only the log-mel frames. For each
+plant (generated as ``scripts/measure_detectors.py`` does), on its normal training and
+validation clips, one Gaussian per machine ID with Ledoit-Wolf shrinkage, a test clip
+scored against the nearest ID, per-ID AUC on the test clips:
+
+- ``clip-mean L=None``: the head as it ships (clip means, one row per clip);
+- ``clip-mean L``: the covariance from means of L-frame sub-windows, the clip mean scored;
+- ``segmean/segmax/segtop3 L``: each sub-window scored, then the mean, the max or the mean
+  of the 3 largest over the clip;
+- ``knn-maha k`` / ``knn-z k``: the mean distance to the k nearest normal training clips
+  of the ID, in the Gaussian's Mahalanobis metric or in per-band z-scores.
+
+    .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure_detectors import make_plant  # noqa: E402
+
+
+def maha(d: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    return np.einsum("...i,ij,...j->...", d, precision, d)
+
+
+def segments(frames: np.ndarray, length: int) -> np.ndarray:
+    n = len(frames) // length
+    return frames[:n * length].reshape(n, length, -1).mean(1)
+
+
+def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.covariance import LedoitWolf
+
+    from train.cache import FeatureCache
+    from train.datasets import TEST, read_dataset
+
+    clips = read_dataset(make_plant(name, out))
+    cache = FeatureCache(out / "cache")
+    cache.ensure([c.path for c in clips], jobs=2)
+    frames = [np.asarray(cache.frames(c.path), np.float64) for c in clips]
+    split = np.array([c.split for c in clips])
+    labels = np.array([int(c.is_anomaly) for c in clips])
+    ids = np.array([c.id for c in clips])
+    fit = (split != TEST) & (labels == 0)
+    means = np.array([f.mean(0) for f in frames])
+    variants: dict[str, np.ndarray] = {}
+    rows = {g: np.flatnonzero(fit & (ids == g)) for g in sorted(set(ids))}
+    for length in (None, 156, 62, 31, 10):
+        models = {}
+        for g, r in rows.items():
+            x = means[r] if length is None else np.concatenate([segments(frames[i], length) for i in r])
+            models[g] = (means[r].mean(0), LedoitWolf().fit(x).precision_)
+        variants[f"clip-mean L={length}"] = np.array(
+            [min(maha(means[i] - m, p) for m, p in models.values()) for i in range(len(clips))])
+        if length is None:
+            continue
+        per_segment = []
+        for f in frames:
+            s = segments(f, length)
+            m, p = min(models.values(), key=lambda mp: maha(s - mp[0], mp[1]).mean())
+            per_segment.append(maha(s - m, p))
+        variants[f"segmean L={length}"] = np.array([d.mean() for d in per_segment])
+        variants[f"segmax L={length}"] = np.array([d.max() for d in per_segment])
+        variants[f"segtop3 L={length}"] = np.array([np.sort(d)[-3:].mean() for d in per_segment])
+    fitted = {g: (means[r], LedoitWolf().fit(means[r]).precision_, means[r].std(0) + 1e-9)
+              for g, r in rows.items()}
+    for k in (1, 3, 5, 10):
+        for metric in ("maha", "z"):
+            scores = []
+            for i in range(len(clips)):
+                best = np.inf
+                for g, (x, p, sd) in fitted.items():
+                    d = maha(x - means[i], p) if metric == "maha" else (((x - means[i]) / sd) ** 2).sum(1)
+                    d = np.sort(d)
+                    if fit[i] and ids[i] == g:
+                        d = d[1:]          # a training clip leaves itself out
+                    best = min(best, d[:k].mean())
+                scores.append(best)
+            variants[f"knn-{metric} k={k}"] = np.array(scores)
+    return variants, labels, ids, split == TEST
+
+
+def main() -> None:
+    from train import metrics
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--plants", nargs="+", default=["E", "F", "G"])
+    args = ap.parse_args()
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in args.plants:
+        variants, labels, ids, test = plant_scores(name, args.out)
+        for v, sc in variants.items():
+            a = [metrics.auc(labels[test & (ids == g)], sc[test & (ids == g)]) for g in sorted(set(ids))]
+            table.setdefault(v, {})[name] = (float(np.mean(a)), float(min(a)))
+    for v, r in table.items():
+        print(f"{v:20s}", " ".join(f"{p}: {m:.3f}/{lo:.3f}" for p, (m, lo) in r.items()),
+              f"  mean {np.mean([m for m, _ in r.values()]):.3f}  lowest ID {min(lo for _, lo in r.values()):.3f}")
+
+
+if __name__ == "__main__":
+    main()
