@@ -190,6 +190,12 @@ static ad_status check_layer(const ad_dense_layer_config *l, int32_t expected_in
     return AD_OK;
 }
 
+/* 2^(t-33) + zp 2^(t-32): the folded form's rounding term and zero point (t >= 33) */
+static int64_t folded_term(int32_t t, int32_t zp)
+{
+    return t >= 33 ? (INT64_C(1) << (t - 33)) + (int64_t)zp * (INT64_C(1) << (t - 32)) : 0;
+}
+
 /* Pack one layer's weights for the kernel and fold the zero point into the bias.
  *   scalar, NEON: int8 [n_pad][k_pad], row-major, zero-padded;
  *   AVX2:         int16 [n_pad / 8][k_pad / 2][8][2]: 8 outputs x 2 inputs per 32 bytes,
@@ -260,23 +266,16 @@ static void pack_layer(ad_dense_layer *dst, const ad_dense_layer_config *l, int3
         shift32[o] = high_shift && right[o] >= 32 ? right[o] - 32 : 0;
     }
     /* The folded form needs 2^(t-33) whole, and high + round_zp32 inside int32: |high| is
-     * at most 2^30 (|x m| <= 2^62), so |round_zp32| below 2^30 is enough. */
+     * at most 2^30 (|x m| <= 2^62), so |round_zp32| below 2^30 is enough. The padding
+     * channels (multiplier 0, shift32 0) get the zero point. */
     int32_t fold_zp = high_shift;
     for (size_t o = 0; o < (size_t)l->n_out && fold_zp; o++) {
-        const int32_t t = right[o];
-        const int64_t c = t >= 33 ? (INT64_C(1) << (t - 33)) +
-                                        (int64_t)l->output_zero_point * (INT64_C(1) << (t - 32))
-                                  : 0;
-        fold_zp = t >= 33 && c < (INT64_C(1) << 30) && c > -(INT64_C(1) << 30);
+        const int64_t c = folded_term(right[o], l->output_zero_point);
+        fold_zp = right[o] >= 33 && c < (INT64_C(1) << 30) && c > -(INT64_C(1) << 30);
     }
-    for (size_t o = 0; o < n_pad; o++) {
-        const int32_t t = right[o];
-        round_zp32[o] = !fold_zp ? 0 : o < (size_t)l->n_out
-            ? (int32_t)((INT64_C(1) << (t - 33)) + (int64_t)l->output_zero_point * (INT64_C(1) << (t - 32)))
-            : l->output_zero_point;
-        if (fold_zp && o >= (size_t)l->n_out)
-            shift32[o] = 0;
-    }
+    for (size_t o = 0; o < n_pad && fold_zp; o++)
+        round_zp32[o] = o < (size_t)l->n_out
+            ? (int32_t)folded_term(right[o], l->output_zero_point) : l->output_zero_point;
     for (size_t o = 0; o < n_pad; o++) {
         /* channel o's slot in its block of 16: evens first, then odds */
         const size_t block = o / 16 * 16, lane = o % 16, slot = block + lane % 2 * 8 + lane / 2;
