@@ -91,3 +91,28 @@ def test_synth_cli_writes_and_refuses_a_non_empty_folder(tmp_path, capsys):
     assert main(["-q", "synth", str(out), "--ids", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert _digests(out) == before   # the earlier plant is untouched
+
+
+@pytest.mark.parametrize("fault", ["tone", "bearing", "cavitation"])
+def test_fault_free_twin_differs_from_its_clip_by_the_drawn_fault_level(fault):
+    # An additive fault adds level * (unit-RMS signal) to the unit-RMS machine sound, which
+    # is mixed at the ID's SNR under the background and scaled by a fixed gain. With the
+    # same machine and background draws, the clip minus its twin is that fault signal at
+    # that level (to first order in the level), which SPEC-free arithmetic predicts from
+    # machine_params alone.
+    params = synth.machine_params("slider", 0, seed=14)
+    kw = dict(abnormal=True, index=3, seed=14, snr_db=-3.0, duration=2.0, faults=(fault,))
+    x, info = synth.make_clip("slider", 0, **kw)
+    twin, twin_info = synth.make_clip("slider", 0, fault_free=True, **kw)
+    assert twin_info == info and info["fault"] == fault
+    snr = -3.0 + params.snr_offset_db
+    machine_rms = 10 ** (snr / 20) * 0.05 / np.sqrt(1 + 10 ** (snr / 10))
+    lo, hi = params.fault_db
+    level_db = lo + info["severity"] * (hi - lo)
+    measured_db = 20 * np.log10(np.sqrt(np.mean((x.astype(np.float64) - twin) ** 2)) / machine_rms)
+    assert abs(measured_db - level_db) < 0.5, (measured_db, level_db)
+
+
+def test_fault_free_leaves_a_normal_clip_as_it_is():
+    kw = dict(abnormal=False, index=5, seed=3, duration=1.0)
+    assert np.array_equal(synth.make_clip("pump", 2, **kw)[0], synth.make_clip("pump", 2, fault_free=True, **kw)[0])

@@ -22,6 +22,7 @@ same files, byte for byte, and clips can be made in any order.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -242,11 +243,13 @@ def factory_background(rng: np.random.Generator, n: int, *, plant: np.random.Gen
 # --- clips and the plant -----------------------------------------------------------------
 def make_clip(machine: str, id_number: int, *, abnormal: bool, index: int, seed: int = 0,
               snr_db: float = 6.0, duration: float = 10.0, sr: int = SAMPLE_RATE,
-              faults: Sequence[str] = FAULTS) -> tuple[np.ndarray, dict[str, object]]:
+              faults: Sequence[str] = FAULTS, fault_free: bool = False) -> tuple[np.ndarray, dict[str, object]]:
     """One clip as ``(n,) float32`` in [-1, 1), and what was drawn (fault, severity).
 
     Deterministic in (seed, machine, id, abnormal, index, faults); an abnormal clip draws
-    its family from ``faults``.
+    its family from ``faults``. ``fault_free`` gives an abnormal clip's twin without its
+    fault: the same machine and background draws, so the two differ by the fault alone
+    (``scripts/severity_check.py`` measures how far a fault moves a clip's features).
     """
     params = machine_params(machine, id_number, seed=seed)
     rng = _rng(seed, machine, id_number, "abnormal" if abnormal else "normal", index)
@@ -255,7 +258,10 @@ def make_clip(machine: str, id_number: int, *, abnormal: bool, index: int, seed:
     if abnormal:
         fault = faults[int(rng.integers(len(faults)))]
         severity = float(rng.uniform(0.0, 1.0))
+    before = copy.deepcopy(rng)
     x = machine_sound(params, rng, n=n, sr=sr, fault=fault, severity=severity)
+    if fault_free:   # the machine drawn again from the same state; rng goes on to the background
+        x = machine_sound(params, before, n=n, sr=sr)
     snr = snr_db + params.snr_offset_db
     bg = factory_background(rng, n, plant=_rng(seed, machine, "plant"), sr=sr)
     mix = x / _rms(x) * 10 ** (snr / 20) + bg
