@@ -137,7 +137,7 @@ def extra_normals(name: str, seed: int, out: Path, n: int) -> dict:
     from train.synth import FAULTS, SAMPLE_RATE, make_clip
 
     o = PLANTS[name]
-    folder = out / f"plant-{name}" / "extra-normals"
+    folder = out / f"extra-normals-{name}"   # outside the plant: its reader takes every WAV
     det = open_detector(out / f"bundle-{name}-{seed}")
     run = load_run(out / f"run-{name}-{seed}-{DEFAULT_DETECTOR}")
     test = run.clips_in("test")
