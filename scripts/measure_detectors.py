@@ -171,12 +171,18 @@ def table(results: Path) -> str:
         raise SystemExit(f"measure_detectors: {results} holds no measurement yet")
     names = list(rows[0]["float"])
     cols = ["seed", *names, "board"]
+    extended = extended_rows(results.parent / "extra-normals.jsonl")
     head = ("| plant | differs from the dev plant | train seed | seed | "
             + " | ".join(f"{n} (float)" if n == "ensemble" else n for n in names)
             + " | **ensemble, int8 bundle, board** | lowest ID (board) |")
-    out = [head, "|" + "---|" * (len(cols) + 4)]
+    if extended:
+        n_ext = max(max(e["normals"].values()) for e in extended.values())
+        head += f" board, {n_ext} test normals per ID: mean | lowest ID |"
+    out = [head, "|" + "---|" * (len(cols) + 4 + 2 * bool(extended))]
     per: dict[str, list[float]] = {c: [] for c in cols}
     lows = []
+    ext_means: list[float] = []
+    ext_lows: list[float] = []
     for r in rows:
         vals = {"seed": r["seed_table"], **r["float"],
                 "board": {k: v for k, v in r["board"].items() if k != "backend"}}
@@ -188,10 +194,30 @@ def table(results: Path) -> str:
         out.append(f"| {r['plant']} | {DESCRIBE.get(r['plant'], '')} | {r['seed']} | "
                    + " | ".join(f"{means[c]:.3f}" for c in cols[:-1])
                    + f" | **{means['board']:.3f}** | {vals['board'][low_id]:.3f} ({low_id}) |")
+        if extended:
+            e = extended.get((r["plant"], r["seed"]))
+            if e is None:
+                out[-1] += " | |"
+            else:
+                e_low = min(e["extended"], key=e["extended"].get)
+                ext_means.append(float(np.mean(list(e["extended"].values()))))
+                ext_lows.append(e["extended"][e_low])
+                out[-1] += f" {ext_means[-1]:.3f} | {ext_lows[-1]:.3f} ({e_low}) |"
     out.append(f"| **mean ± SD, {len(rows)} runs** | | | "
                + " | ".join(f"{np.mean(per[c]):.3f} ± {np.std(per[c], ddof=1):.3f}" for c in cols[:-1])
                + f" | **{np.mean(per['board']):.3f} ± {np.std(per['board'], ddof=1):.3f}** | {min(lows):.3f} |")
+    if extended:
+        out[-1] += (f" {np.mean(ext_means):.3f} ± {np.std(ext_means, ddof=1):.3f} | {min(ext_lows):.3f} |"
+                    if len(ext_means) > 1 else " | |")
     return "\n".join(out)
+
+
+def extended_rows(path: Path) -> dict[tuple[str, int], dict]:
+    """The last ``--extra-normals`` row of each plant and seed in ``path`` (none if absent)."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["plant"], r["seed"]): r for r in rows}
 
 
 def main() -> None:
