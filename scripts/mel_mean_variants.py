@@ -12,7 +12,12 @@ scored against the nearest ID, per-ID AUC on the test clips:
 - ``segmean/segmax/segtop3 L``: each sub-window scored, then the mean, the max or the mean
   of the 3 largest over the clip;
 - ``knn-maha k`` / ``knn-z k``: the mean distance to the k nearest normal training clips
-  of the ID, in the Gaussian's Mahalanobis metric or in per-band z-scores.
+  of the ID, in the Gaussian's Mahalanobis metric or in per-band z-scores;
+- ``quietest P``: the mean over the clip's quietest P of frames (the background's clanks
+  left out);
+- ``low N/F``: the log Welch spectrum (segment N) up to F Hz, finer than the mel bands, and
+  its ensemble with the clip mean (standardised on the fitting clips themselves, which
+  flatters it).
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
 """
@@ -86,7 +91,41 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
                     best = min(best, d[:k].mean())
                 scores.append(best)
             variants[f"knn-{metric} k={k}"] = np.array(scores)
+    for keep in (0.95, 0.9, 0.8, 0.6):
+        trimmed = np.array([f[np.argsort(f.mean(1))[:int(len(f) * keep)]].mean(0) for f in frames])
+        variants[f"quietest {keep:.0%}"] = nearest_gaussian(trimmed, fit, ids)
+    z = lambda v: (np.log(v) - np.log(v[fit]).mean()) / np.log(v[fit]).std()   # in-sample: generous
+    for nperseg, fmax in ((4096, 1000), (8192, 500), (16384, 250)):
+        low = nearest_gaussian(np.array([low_spectrum(c.path, nperseg, fmax) for c in clips]), fit, ids)
+        variants[f"low {nperseg}/{fmax}"] = low
+        variants[f"0.85 mean+0.15 low {nperseg}/{fmax}"] = np.exp(
+            0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(low))
     return variants, labels, ids, split == TEST
+
+
+def nearest_gaussian(features: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each row's squared Mahalanobis distance to the nearest ID's Ledoit-Wolf Gaussian."""
+    from sklearn.covariance import LedoitWolf
+
+    best = np.full(len(features), np.inf)
+    for g in sorted(set(ids)):
+        lw = LedoitWolf().fit(features[fit & (ids == g)])
+        best = np.minimum(best, maha(features - lw.location_, lw.precision_))
+    return best
+
+
+def low_spectrum(path: Path, nperseg: int, fmax: float) -> np.ndarray:
+    """The clip's log Welch spectrum from 5 Hz to ``fmax``, averaged to at most 128 values:
+    a frequency resolution the mel bands lack below 500 Hz (shaft orders, sub-harmonic combs
+    of looseness)."""
+    import scipy.signal as sps
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
+    f, pxx = sps.welch(x[:, 0], sr, nperseg=nperseg)
+    low = np.log(pxx[(f > 5) & (f <= fmax)] + 1e-12)
+    k = max(1, len(low) // 128)
+    return low[:len(low) // k * k].reshape(-1, k).mean(1)
 
 
 def main() -> None:
