@@ -59,15 +59,14 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
     means = np.array([f.mean(0) for f in frames])
     variants: dict[str, np.ndarray] = {}
     rows = {g: np.flatnonzero(fit & (ids == g)) for g in sorted(set(ids))}
-    for length in (None, 156, 62, 31, 10):
+    variants["clip-mean L=None"] = nearest_gaussian(means, fit, ids)   # the head as it ships
+    for length in (156, 62, 31, 10):
         models = {}
         for g, r in rows.items():
-            x = means[r] if length is None else np.concatenate([segments(frames[i], length) for i in r])
+            x = np.concatenate([segments(frames[i], length) for i in r])
             models[g] = (means[r].mean(0), LedoitWolf().fit(x).precision_)
         variants[f"clip-mean L={length}"] = np.array(
             [min(maha(means[i] - m, p) for m, p in models.values()) for i in range(len(clips))])
-        if length is None:
-            continue
         per_segment = []
         for f in frames:
             s = segments(f, length)
@@ -95,8 +94,10 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
         trimmed = np.array([f[np.argsort(f.mean(1))[:int(len(f) * keep)]].mean(0) for f in frames])
         variants[f"quietest {keep:.0%}"] = nearest_gaussian(trimmed, fit, ids)
     z = lambda v: (np.log(v) - np.log(v[fit]).mean()) / np.log(v[fit]).std()   # in-sample: generous
-    for nperseg, fmax in ((4096, 1000), (8192, 500), (16384, 250)):
-        low = nearest_gaussian(np.array([low_spectrum(c.path, nperseg, fmax) for c in clips]), fit, ids)
+    settings = ((4096, 1000), (8192, 500), (16384, 250))
+    spectra = [low_spectra(c.path, settings) for c in clips]     # each WAV read once
+    for k, (nperseg, fmax) in enumerate(settings):
+        low = nearest_gaussian(np.array([s[k] for s in spectra]), fit, ids)
         variants[f"low {nperseg}/{fmax}"] = low
         variants[f"0.85 mean+0.15 low {nperseg}/{fmax}"] = np.exp(
             0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(low))
@@ -114,18 +115,21 @@ def nearest_gaussian(features: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> 
     return best
 
 
-def low_spectrum(path: Path, nperseg: int, fmax: float) -> np.ndarray:
-    """The clip's log Welch spectrum from 5 Hz to ``fmax``, averaged to at most 128 values:
-    a frequency resolution the mel bands lack below 500 Hz (shaft orders, sub-harmonic combs
-    of looseness)."""
+def low_spectra(path: Path, settings: tuple[tuple[int, float], ...]) -> list[np.ndarray]:
+    """The clip's log Welch spectrum from 5 Hz to ``fmax`` for each ``(nperseg, fmax)``,
+    averaged to at most 128 values: a frequency resolution the mel bands lack below 500 Hz
+    (shaft orders, sub-harmonic combs of looseness)."""
     import scipy.signal as sps
     import soundfile as sf
 
     x, sr = sf.read(str(path), dtype="float64", always_2d=True)
-    f, pxx = sps.welch(x[:, 0], sr, nperseg=nperseg)
-    low = np.log(pxx[(f > 5) & (f <= fmax)] + 1e-12)
-    k = max(1, len(low) // 128)
-    return low[:len(low) // k * k].reshape(-1, k).mean(1)
+    out = []
+    for nperseg, fmax in settings:
+        f, pxx = sps.welch(x[:, 0], sr, nperseg=nperseg)
+        low = np.log(pxx[(f > 5) & (f <= fmax)] + 1e-12)
+        k = max(1, len(low) // 128)
+        out.append(low[:len(low) // k * k].reshape(-1, k).mean(1))
+    return out
 
 
 def main() -> None:
