@@ -17,7 +17,14 @@ scored against the nearest ID, per-ID AUC on the test clips:
   left out);
 - ``low N/F``: the log Welch spectrum (segment N) up to F Hz, finer than the mel bands, and
   its ensemble with the clip mean (standardised on the fitting clips themselves, which
-  flatters it).
+  flatters it);
+- ``pooled cov`` / ``blend a``: the IDs' own means with one within-ID covariance pooled
+  over the plant's IDs (Ledoit-Wolf on the centred clips, 3 or 4 times the rows), or each
+  ID's sample covariance blended with it, ``(1 - a) S_id + a S_pooled``;
+- ``sk median``: per 125 Hz bin of a short STFT (128 samples, 8 ms), the log spectral
+  kurtosis of the power, E|X|^4 / (E|X|^2)^2, per 1 s segment, median over the segments
+  (a clank fills one or two), its own Gaussian; alone, appended to the means, and in a
+  rank ensemble with them (standardised in-sample, which flatters it).
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
 """
@@ -101,6 +108,12 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
         variants[f"low {nperseg}/{fmax}"] = low
         variants[f"0.85 mean+0.15 low {nperseg}/{fmax}"] = np.exp(
             0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(low))
+    variants.update(pooled_covariance(means, fit, ids))
+    kurtosis = np.array([segment_kurtosis(c.path) for c in clips])
+    variants["sk median"] = nearest_gaussian(kurtosis, fit, ids)
+    variants["mean + sk median"] = nearest_gaussian(np.hstack([means, kurtosis]), fit, ids)
+    variants["0.85 mean+0.15 sk median"] = np.exp(
+        0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(variants["sk median"]))
     return variants, labels, ids, split == TEST
 
 
@@ -113,6 +126,38 @@ def nearest_gaussian(features: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> 
         lw = LedoitWolf().fit(features[fit & (ids == g)])
         best = np.minimum(best, maha(features - lw.location_, lw.precision_))
     return best
+
+
+def pooled_covariance(means: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Each ID's own mean with the within-ID covariance pooled over the plant's IDs, and
+    each ID's sample covariance blended with it."""
+    from sklearn.covariance import LedoitWolf
+
+    groups = sorted(set(ids))
+    mu = {g: means[fit & (ids == g)].mean(0) for g in groups}
+    pooled = LedoitWolf(assume_centered=True).fit(
+        np.concatenate([means[fit & (ids == g)] - mu[g] for g in groups]))
+    out = {"pooled cov": np.min([maha(means - mu[g], pooled.precision_) for g in groups], 0)}
+    for a in (0.25, 0.5, 0.75):
+        out[f"blend a={a}"] = np.min([maha(means - mu[g], np.linalg.inv(
+            (1 - a) * np.cov(means[fit & (ids == g)], rowvar=False) + a * pooled.covariance_))
+            for g in groups], 0)
+    return out
+
+
+def segment_kurtosis(path: Path, segments: int = 10) -> np.ndarray:
+    """Per bin of an 8 ms STFT (bins above DC), the log of the median over ``segments``
+    equal parts of the clip of the spectral kurtosis E|X|^4 / (E|X|^2)^2: impulsive
+    faults (bearing pops, cavitation crackle, looseness knocks) raise it, and the median
+    keeps the background's few clanks out."""
+    import scipy.signal as sps
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
+    power = np.abs(sps.stft(x[:, 0], sr, nperseg=128, noverlap=64, boundary=None)[2]) ** 2
+    n = power.shape[1] // segments
+    parts = power[1:, :n * segments].reshape(power.shape[0] - 1, segments, n)
+    return np.log(np.median((parts ** 2).mean(2) / parts.mean(2) ** 2, 1))
 
 
 def low_spectra(path: Path, settings: tuple[tuple[int, float], ...]) -> list[np.ndarray]:
