@@ -127,17 +127,13 @@ def extra_normals(name: str, seed: int, out: Path, n: int) -> dict:
     """Per-ID board AUC of bundle ``name``/``seed`` against its 13 test normals and against
     those plus ``n`` fresh normal clips per ID (``make_clip`` indices 100 .. 100+n-1; the
     plant's own clips are 0-99)."""
-    import soundfile as sf
-
     from edge.commands.score import score_file
     from edge.detector import open_detector
     from train import metrics
     from train.detectors import DEFAULT_DETECTOR
     from train.runs import load_run
-    from train.synth import FAULTS, SAMPLE_RATE, make_clip
 
     o = PLANTS[name]
-    folder = out / f"extra-normals-{name}"   # outside the plant: its reader takes every WAV
     det = open_detector(out / f"bundle-{name}-{seed}")
     run = load_run(out / f"run-{name}-{seed}-{DEFAULT_DETECTOR}")
     test = run.clips_in("test")
@@ -145,22 +141,39 @@ def extra_normals(name: str, seed: int, out: Path, n: int) -> dict:
     labels = np.array([int(c.is_anomaly) for c in test])
     ids = np.array([c.id for c in test])
     row: dict = {"plant": name, "seed": seed, "extra": n, "test13": {}, "extended": {}, "normals": {}}
+    fresh = extra_normal_clips(name, out, n)
     for number in o["ids"]:
         ident = f"id_{number:02d}"
-        extra = []
-        for k in range(100, 100 + n):
-            path = folder / ident / f"{k:08d}.wav"
-            if not path.is_file():
-                x, _ = make_clip(o["machine"], number, abnormal=False, index=k, seed=o["seed"],
-                                 snr_db=o["snr_db"], faults=tuple(o["faults"] or FAULTS))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(str(path), x, SAMPLE_RATE, subtype="PCM_16")
-            extra.append(score_file(str(path), det, spec=det.spec))
+        extra = [score_file(str(path), det, spec=det.spec) for i, path in fresh if i == ident]
         mine = ids == ident
         row["test13"][ident] = metrics.auc(labels[mine], scores[mine])
         row["extended"][ident] = metrics.auc(np.r_[labels[mine], np.zeros(n, int)], np.r_[scores[mine], extra])
         row["normals"][ident] = int((labels[mine] == 0).sum()) + n
     return row
+
+
+def extra_normal_clips(name: str, out: Path, n: int) -> list[tuple[str, Path]]:
+    """``n`` fresh normal clips per machine ID of plant ``name`` (``make_clip`` indices
+    100 .. 100+n-1; the plant's own clips are 0-99), written once under
+    ``out/extra-normals-{name}`` (outside the plant: its reader takes every WAV), as
+    ``(id, path)`` pairs."""
+    import soundfile as sf
+
+    from train.synth import FAULTS, SAMPLE_RATE, make_clip
+
+    o = PLANTS[name]
+    clips = []
+    for number in o["ids"]:
+        ident = f"id_{number:02d}"
+        for k in range(100, 100 + n):
+            path = out / f"extra-normals-{name}" / ident / f"{k:08d}.wav"
+            if not path.is_file():
+                x, _ = make_clip(o["machine"], number, abnormal=False, index=k, seed=o["seed"],
+                                 snr_db=o["snr_db"], faults=tuple(o["faults"] or FAULTS))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(path), x, SAMPLE_RATE, subtype="PCM_16")
+            clips.append((ident, path))
+    return clips
 
 
 def table(results: Path) -> str:

@@ -27,6 +27,11 @@ scored against the nearest ID, per-ID AUC on the test clips:
   rank ensemble with them (standardised in-sample, which flatters it).
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
+
+``--extra-normals N`` prints instead the clip mean against the trimmed means (quietest P)
+and the per-band median, fitted on the training normals, each ID's test clips scored
+with their 13 normals and with N fresh normals more (``measure_detectors.py``'s
+``extra_normal_clips``).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_detectors import make_plant  # noqa: E402
+from measure_detectors import extra_normal_clips, make_plant  # noqa: E402
 
 
 def maha(d: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -177,13 +182,56 @@ def low_spectra(path: Path, settings: tuple[tuple[int, float], ...]) -> list[np.
     return out
 
 
+def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float]]:
+    """Per variant: mean and lowest per-ID AUC with the 13 test normals, then with ``n``
+    more per ID."""
+    from train import metrics
+    from train.cache import FeatureCache
+    from train.datasets import TEST, read_dataset
+
+    clips = read_dataset(make_plant(name, out))
+    fresh = extra_normal_clips(name, out, n)
+    paths = [c.path for c in clips] + [p for _, p in fresh]
+    cache = FeatureCache(out / "cache")
+    cache.ensure(paths, jobs=2)
+    keeps = (1.0, 0.95, 0.9, 0.8, 0.6)
+    rows = []
+    for p in paths:
+        f = np.asarray(cache.frames(p), np.float64)
+        order = np.argsort(f.mean(1))
+        rows.append([f[order[:int(len(f) * k)]].mean(0) for k in keeps] + [np.median(f, 0)])
+    split = np.array([c.split for c in clips] + [TEST] * len(fresh))
+    labels = np.array([int(c.is_anomaly) for c in clips] + [0] * len(fresh))
+    ids = np.array([c.id for c in clips] + [i for i, _ in fresh])
+    extra = np.arange(len(paths)) >= len(clips)
+    fit, test = (split == "train") & (labels == 0), split == TEST
+    out_rows = {}
+    for j, v in enumerate([f"quietest {k:.0%}" for k in keeps] + ["median"]):
+        sc = nearest_gaussian(np.array([r[j] for r in rows]), fit, ids)
+        figures = []
+        for sel in (test & ~extra, test):
+            a = [metrics.auc(labels[sel & (ids == g)], sc[sel & (ids == g)]) for g in sorted(set(ids))]
+            figures += [float(np.mean(a)), float(min(a))]
+        out_rows[v] = tuple(figures)
+    return out_rows
+
+
 def main() -> None:
     from train import metrics
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plants", nargs="+", default=["E", "F", "G"])
+    ap.add_argument("--extra-normals", type=int, default=0, metavar="N")
     args = ap.parse_args()
+    if args.extra_normals:
+        per_plant = {name: trimmed_with_extra(name, args.out, args.extra_normals) for name in args.plants}
+        print(f"{'':16s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
+        for v in per_plant[args.plants[0]]:
+            f = np.array([per_plant[p][v] for p in args.plants])
+            print(f"{v:16s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
+                  f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}")
+        return
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for name in args.plants:
         variants, labels, ids, test = plant_scores(name, args.out)
