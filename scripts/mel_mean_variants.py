@@ -24,7 +24,10 @@ scored against the nearest ID, per-ID AUC on the test clips:
 - ``sk median``: per 125 Hz bin of a short STFT (128 samples, 8 ms), the log spectral
   kurtosis of the power, E|X|^4 / (E|X|^2)^2, per 1 s segment, median over the segments
   (a clank fills one or two), its own Gaussian; alone, appended to the means, and in a
-  rank ensemble with them (standardised in-sample, which flatters it).
+  rank ensemble with them (standardised in-sample, which flatters it);
+- ``id-clf``: the DCASE 2021-2023 self-supervised idea, a classifier of the machine ID
+  (logistic regression on standardised clip means, or on 31-frame sub-window means
+  averaged over the clip), the score minus the log-probability of the clip's own ID.
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
 
@@ -119,7 +122,28 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
     variants["mean + sk median"] = nearest_gaussian(np.hstack([means, kurtosis]), fit, ids)
     variants["0.85 mean+0.15 sk median"] = np.exp(
         0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(variants["sk median"]))
+    variants.update(id_classifier(means, frames, fit, ids))
     return variants, labels, ids, split == TEST
+
+
+def id_classifier(means: np.ndarray, frames: list[np.ndarray], fit: np.ndarray,
+                  ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Minus the log-probability of the clip's own ID under a logistic regression trained
+    to tell the plant's IDs apart from their normal training clips (or sub-windows)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    groups = sorted(set(ids))
+    own = np.array([groups.index(i) for i in ids])
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(means[fit], own[fit])
+    out = {"id-clf clip": -clf.predict_log_proba(means)[np.arange(len(means)), own]}
+    windows = [segments(f, 31) for f in frames]
+    rows = np.flatnonzero(fit)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(
+        np.concatenate([windows[i] for i in rows]), np.concatenate([[own[i]] * len(windows[i]) for i in rows]))
+    out["id-clf 31"] = np.array([-clf.predict_log_proba(w)[:, own[i]].mean() for i, w in enumerate(windows)])
+    return out
 
 
 def nearest_gaussian(features: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.ndarray:
