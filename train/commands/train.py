@@ -10,11 +10,12 @@ from train.detectors import DEFAULT_DETECTOR, DETECTORS
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train the autoencoder on normal clips",
+        "train", help="train the autoencoder and the detector's head on normal clips",
         description="Train one autoencoder across the IDs of a machine type on normal clips "
-                    "(the seed's recipe), fit the gamma cutoff on the scores of held-out normal "
-                    "validation clips and write "
-                    "RUN/ (model, config, feature spec, threshold, clips, scores).",
+                    "with the detector's recipe, fit the detector's head on the training clips "
+                    "(per-ID Gaussians, except for seed and ae), fit the gamma cutoff on the scores of "
+                    "held-out normal validation clips and write RUN/ (model, head, config, "
+                    "feature spec, threshold, clips, scores).",
         epilog="example: edge-ad train plant/ --out run/ --seed 0")
     p.add_argument("data", metavar="DATA", help="dataset folder (MIMII, seed, DCASE 2020 or 2021+ layout)")
     p.add_argument("--out", required=True, metavar="RUN", help="output RUN folder")
