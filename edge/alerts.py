@@ -405,8 +405,8 @@ class Alerts:
             self._emit(HEARTBEAT, d)
 
     def event(self, kind: str, **fields: Any) -> None:
-        """Any other event (``model_loaded``: the model version in use, at start and after
-        a bundle is replaced)."""
+        """Any other event (``model_changed``: the model version in use after a bundle is
+        replaced)."""
         self._put({"type": kind, "time": utc_now(), **fields, **self.context})
 
     def problem(self, kind: str, message: str) -> None:

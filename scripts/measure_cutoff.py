@@ -6,9 +6,12 @@ stored scores, the seed's fit on the training clips. The observed false-positive
 both on the *test* normal clips (held out from training and from both fits) is printed with
 the 95 % binomial interval of p, per seed and pooled.
 
-    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff
+    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff   # the default detector
+    .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff-seed \
+        --train-arg=--detector --train-arg=seed        # the seed's recipe
     .venv/bin/python scripts/measure_cutoff.py --seeds 0 1 2 --work /tmp/cutoff4096 \
-        --train-arg=--batch-size --train-arg=4096     # a model that fits its training clips
+        --train-arg=--detector --train-arg=seed \
+        --train-arg=--batch-size --train-arg=4096       # a model that fits its training clips
 
 Plants of other SNRs (``--snr``) and sizes are the same command with other options.
 """

@@ -189,7 +189,7 @@ def score_sums(head: Head, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def all_heads(spec: FeatureSpec) -> dict[str, Head]:
     """Every head one trained network supports, unfitted, by detector name (the ``evaluate
-    --detector all`` columns): ``ae``, ``ae-maha``, ``stats``, ``ensemble``."""
+    --detector all`` columns): every detector trained with the ``trained`` recipe."""
     return {name: feature_head(name, spec) for name, d in DETECTORS.items() if d.recipe == "trained"}
 
 

@@ -66,12 +66,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="stop after S seconds of audio (default: run until the source ends)")
     p.add_argument("--no-signal-ptp", type=int, default=NO_SIGNAL_PTP, metavar="COUNTS",
-                   help="a window whose int16 samples span at most this many counts peak to "
-                        "peak is no_signal: digital silence or a stuck DC value "
+                   help="a step (--every) whose int16 samples span at most this many counts peak "
+                        "to peak makes its window no_signal: digital silence or a stuck DC value "
                         f"(default {NO_SIGNAL_PTP}; -1 = off)")
     p.add_argument("--no-signal-clip", type=float, default=NO_SIGNAL_CLIP, metavar="FRACTION",
-                   help="a window with at least this fraction of samples at full scale "
-                        f"(-32768 or 32767) is no_signal: clipping (default {NO_SIGNAL_CLIP})")
+                   help="a step (--every) with at least this fraction of samples at full scale "
+                        f"(-32768 or 32767) makes its window no_signal: clipping (default {NO_SIGNAL_CLIP})")
     g = p.add_argument_group("alerts (MQTT)")
     g.add_argument("--mqtt", metavar="URL",
                    help="broker, mqtt://host[:1883] or mqtts://host[:8883] (default: no alerts)")
