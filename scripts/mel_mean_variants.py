@@ -105,19 +105,21 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
                     best = min(best, d[:k].mean())
                 scores.append(best)
             variants[f"knn-{metric} k={k}"] = np.array(scores)
-    for keep in (0.95, 0.9, 0.8, 0.6):
-        trimmed = np.array([f[np.argsort(f.mean(1))[:int(len(f) * keep)]].mean(0) for f in frames])
-        variants[f"quietest {keep:.0%}"] = nearest_gaussian(trimmed, fit, ids)
+    keeps = (0.95, 0.9, 0.8, 0.6)
+    trimmed = [quietest_means(f, keeps) for f in frames]
+    for j, keep in enumerate(keeps):
+        variants[f"quietest {keep:.0%}"] = nearest_gaussian(np.array([t[j] for t in trimmed]), fit, ids)
     z = lambda v: (np.log(v) - np.log(v[fit]).mean()) / np.log(v[fit]).std()   # in-sample: generous
     settings = ((4096, 1000), (8192, 500), (16384, 250))
-    spectra = [low_spectra(c.path, settings) for c in clips]     # each WAV read once
+    signals = [read_mono(c.path) for c in clips]                # each WAV read once
+    spectra = [low_spectra(x, sr, settings) for x, sr in signals]
     for k, (nperseg, fmax) in enumerate(settings):
         low = nearest_gaussian(np.array([s[k] for s in spectra]), fit, ids)
         variants[f"low {nperseg}/{fmax}"] = low
         variants[f"0.85 mean+0.15 low {nperseg}/{fmax}"] = np.exp(
             0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(low))
     variants.update(pooled_covariance(means, fit, ids))
-    kurtosis = np.array([segment_kurtosis(c.path) for c in clips])
+    kurtosis = np.array([segment_kurtosis(x, sr) for x, sr in signals])
     variants["sk median"] = nearest_gaussian(kurtosis, fit, ids)
     variants["mean + sk median"] = nearest_gaussian(np.hstack([means, kurtosis]), fit, ids)
     variants["0.85 mean+0.15 sk median"] = np.exp(
@@ -174,32 +176,50 @@ def pooled_covariance(means: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> di
     return out
 
 
-def segment_kurtosis(path: Path, segments: int = 10) -> np.ndarray:
+def read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """The clip's first channel as float64, and its sample rate."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
+    return x[:, 0], sr
+
+
+def quietest_means(frames: np.ndarray, keeps: tuple[float, ...]) -> list[np.ndarray]:
+    """For each fraction in ``keeps``, the mean of the clip's quietest frames (by mean
+    log-mel): the background's clanks left out."""
+    order = np.argsort(frames.mean(1))
+    return [frames[order[:int(len(frames) * k)]].mean(0) for k in keeps]
+
+
+def per_id_auc(labels: np.ndarray, scores: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> list[float]:
+    """AUC of ``rows`` per machine ID, IDs in sorted order."""
+    from train import metrics
+
+    return [metrics.auc(labels[rows & (ids == g)], scores[rows & (ids == g)]) for g in sorted(set(ids))]
+
+
+def segment_kurtosis(x: np.ndarray, sr: int, segments: int = 10) -> np.ndarray:
     """Per bin of an 8 ms STFT (bins above DC), the log of the median over ``segments``
     equal parts of the clip of the spectral kurtosis E|X|^4 / (E|X|^2)^2: impulsive
     faults (bearing pops, cavitation crackle, looseness knocks) raise it, and the median
     keeps the background's few clanks out."""
     import scipy.signal as sps
-    import soundfile as sf
 
-    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
-    power = np.abs(sps.stft(x[:, 0], sr, nperseg=128, noverlap=64, boundary=None)[2]) ** 2
+    power = np.abs(sps.stft(x, sr, nperseg=128, noverlap=64, boundary=None)[2]) ** 2
     n = power.shape[1] // segments
     parts = power[1:, :n * segments].reshape(power.shape[0] - 1, segments, n)
     return np.log(np.median((parts ** 2).mean(2) / parts.mean(2) ** 2, 1))
 
 
-def low_spectra(path: Path, settings: tuple[tuple[int, float], ...]) -> list[np.ndarray]:
+def low_spectra(x: np.ndarray, sr: int, settings: tuple[tuple[int, float], ...]) -> list[np.ndarray]:
     """The clip's log Welch spectrum from 5 Hz to ``fmax`` for each ``(nperseg, fmax)``,
     averaged to at most 128 values: a frequency resolution the mel bands lack below 500 Hz
     (shaft orders, sub-harmonic combs of looseness)."""
     import scipy.signal as sps
-    import soundfile as sf
 
-    x, sr = sf.read(str(path), dtype="float64", always_2d=True)
     out = []
     for nperseg, fmax in settings:
-        f, pxx = sps.welch(x[:, 0], sr, nperseg=nperseg)
+        f, pxx = sps.welch(x, sr, nperseg=nperseg)
         low = np.log(pxx[(f > 5) & (f <= fmax)] + 1e-12)
         k = max(1, len(low) // 128)
         out.append(low[:len(low) // k * k].reshape(-1, k).mean(1))
@@ -209,7 +229,6 @@ def low_spectra(path: Path, settings: tuple[tuple[int, float], ...]) -> list[np.
 def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float]]:
     """Per variant: mean and lowest per-ID AUC with the 13 test normals, then with ``n``
     more per ID."""
-    from train import metrics
     from train.cache import FeatureCache
     from train.datasets import TEST, read_dataset
 
@@ -222,8 +241,7 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
     rows = []
     for p in paths:
         f = np.asarray(cache.frames(p), np.float64)
-        order = np.argsort(f.mean(1))
-        rows.append([f[order[:int(len(f) * k)]].mean(0) for k in keeps] + [np.median(f, 0)])
+        rows.append(quietest_means(f, keeps) + [np.median(f, 0)])
     split = np.array([c.split for c in clips] + [TEST] * len(fresh))
     labels = np.array([int(c.is_anomaly) for c in clips] + [0] * len(fresh))
     ids = np.array([c.id for c in clips] + [i for i, _ in fresh])
@@ -234,15 +252,13 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
         sc = nearest_gaussian(np.array([r[j] for r in rows]), fit, ids)
         figures = []
         for sel in (test & ~extra, test):
-            a = [metrics.auc(labels[sel & (ids == g)], sc[sel & (ids == g)]) for g in sorted(set(ids))]
+            a = per_id_auc(labels, sc, ids, sel)
             figures += [float(np.mean(a)), float(min(a))]
         out_rows[v] = tuple(figures)
     return out_rows
 
 
 def main() -> None:
-    from train import metrics
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plants", nargs="+", default=["E", "F", "G"])
@@ -260,7 +276,7 @@ def main() -> None:
     for name in args.plants:
         variants, labels, ids, test = plant_scores(name, args.out)
         for v, sc in variants.items():
-            a = [metrics.auc(labels[test & (ids == g)], sc[test & (ids == g)]) for g in sorted(set(ids))]
+            a = per_id_auc(labels, sc, ids, test)
             table.setdefault(v, {})[name] = (float(np.mean(a)), float(min(a)))
     for v, r in table.items():
         print(f"{v:20s}", " ".join(f"{p}: {m:.3f}/{lo:.3f}" for p, (m, lo) in r.items()),

@@ -66,6 +66,9 @@ DETECTORS: dict[str, DetectorKind] = {d.name: d for d in (
                  "weighted mean (0.15 / 0.85) of standardised log scores", weights=(0.15, 0.85)),
 )}
 DEFAULT_DETECTOR = "ensemble"
+#: The detectors whose network is trained with the ``trained`` recipe: one such network
+#: serves every one of their heads (``evaluate --detector all``).
+TRAINED_DETECTORS: tuple[str, ...] = tuple(n for n, d in DETECTORS.items() if d.recipe == "trained")
 
 
 def recipe_for(name: str, *, seed: int = 0, threads: int | None = None, **overrides: Any) -> "Recipe":
@@ -189,8 +192,8 @@ def score_sums(head: Head, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def all_heads(spec: FeatureSpec) -> dict[str, Head]:
     """Every head one trained network supports, unfitted, by detector name (the ``evaluate
-    --detector all`` columns): every detector trained with the ``trained`` recipe."""
-    return {name: feature_head(name, spec) for name, d in DETECTORS.items() if d.recipe == "trained"}
+    --detector all`` columns: :data:`TRAINED_DETECTORS`)."""
+    return {name: feature_head(name, spec) for name in TRAINED_DETECTORS}
 
 
 def union_head(spec: FeatureSpec) -> EnsembleHead:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from train.detectors import DETECTORS
+from train.detectors import TRAINED_DETECTORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes computing missing features (default 2)")
     p.add_argument("--detector", choices=["run", "all"], default="run",
                    help="run: the RUN's own detector (default); all: also every head the RUN's "
-                   f"network supports ({', '.join(n for n, d in DETECTORS.items() if d.recipe == 'trained')}), "
+                   f"network supports ({', '.join(TRAINED_DETECTORS)}), "
                    "fitted on the same "
                    "training clips and compared on the same test clips, in one table and figure")
 
