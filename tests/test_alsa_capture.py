@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -16,9 +15,10 @@ import pytest
 
 from edge.capture import AlsaSource, FileSource, StdinSource, open_source, to_int16
 from edge.errors import EXIT_DEVICE, AudioError, DeviceError
+from ci_env import in_ci
 
 ALSA_CONF = Path(__file__).parent / "alsa" / "asound.conf"
-alsaaudio = pytest.importorskip("alsaaudio") if os.environ.get("CI") != "true" else __import__("alsaaudio")
+alsaaudio = pytest.importorskip("alsaaudio") if not in_ci() else __import__("alsaaudio")
 
 
 @pytest.fixture

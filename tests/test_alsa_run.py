@@ -7,7 +7,6 @@ show the alarm rise within one window of the anomaly's start and fall after its 
 """
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -15,8 +14,9 @@ import pytest
 
 from runtime_support import (ALSA_CONF, SR, bundle_dir, edge_ad, edge_env, lines,
                              load_trained_run, make_anomalous, normal_audio)
+from ci_env import in_ci
 
-if os.environ.get("CI") != "true":
+if not in_ci():
     pytest.importorskip("alsaaudio")
     if shutil.which("arecord") is None:
         pytest.skip("alsa-utils not installed (scripts/setup.sh installs it)", allow_module_level=True)

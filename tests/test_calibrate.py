@@ -4,7 +4,6 @@ the previous manifest and thresholds are kept inside it."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from edge.scoring import clip_score
 from edge.stream import window_vectors
 from runtime_support import (ALSA_CONF, SR, copy_bundle, edge_ad, edge_env, load_trained_run,
                              normal_audio)
+from ci_env import in_ci
 
-if os.environ.get("CI") != "true":
+if not in_ci():
     pytest.importorskip("alsaaudio")
 
 

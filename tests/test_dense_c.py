@@ -25,6 +25,7 @@ from train.export.fold import fold_batchnorm
 from train.model import Autoencoder, ModelConfig
 
 from runtime_support import REPO, tflite214_python
+from ci_env import in_ci
 
 pytestmark = pytest.mark.slow   # two TFLite conversions, ~10 s
 DATA = Path(__file__).parent / "data" / "mimii-valve"
@@ -146,7 +147,7 @@ def test_double_rounding_form_equals_tflite_runtime_2_14_and_differs_from_litert
     wheels with TFLITE_SINGLE_ROUNDING: the C kernel reproduces each in its form."""
     python = tflite214_python()
     if python is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("no tflite-runtime 2.14 venv: run scripts/setup-tflite214.sh")
         pytest.skip("no tflite-runtime 2.14 venv (scripts/setup-tflite214.sh makes it)")
     np.save(tmp_path / "x.npy", inputs)

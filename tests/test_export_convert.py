@@ -23,6 +23,7 @@ from train.export.fold import fold_batchnorm, folded_module, forward_numpy
 from train.model import Autoencoder, ModelConfig
 
 from runtime_support import tflite214_python
+from ci_env import in_ci
 
 # The module fixture trains a model and runs the TensorFlow Lite converter (~20 s).
 pytestmark = pytest.mark.slow
@@ -326,7 +327,7 @@ def test_tflite_runtime_2_14_loads_the_int8_model_and_agrees_with_ai_edge_litert
                                                                                  tmp_path):
     python = tflite214_python()
     if python is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("no tflite-runtime 2.14 venv: run scripts/setup-tflite214.sh")
         pytest.skip("no tflite-runtime 2.14 venv (scripts/setup-tflite214.sh makes it)")
     x = np.concatenate(held_out[::10])

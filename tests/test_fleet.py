@@ -24,8 +24,9 @@ import pytest
 from edge.errors import EXIT_BAD_INPUT, EXIT_FLEET_PARTIAL
 from runtime_support import edge_ad, edge_env
 from test_mqtt_alerts import free_port, wait_for
+from ci_env import in_ci
 
-distributed = pytest.importorskip("distributed") if os.environ.get("CI") != "true" \
+distributed = pytest.importorskip("distributed") if not in_ci() \
     else __import__("distributed")
 
 EPOCHS = "2"

@@ -2,7 +2,6 @@
 the service, and the service's command line is one edge-ad parses (issue 11)."""
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -12,6 +11,7 @@ import sys
 import pytest
 
 from runtime_support import REPO
+from ci_env import in_ci
 
 SERVICE = REPO / "scripts" / "edge-ad-fleet.service"
 TIMER = REPO / "scripts" / "edge-ad-fleet.timer"
@@ -28,7 +28,7 @@ def _settings(path) -> dict[str, list[str]]:
 
 def test_systemd_accepts_the_service_and_timer(tmp_path):
     tool = shutil.which("systemd-analyze")
-    if tool is None and os.environ.get("CI") != "true":
+    if tool is None and not in_ci():
         pytest.skip("systemd-analyze not installed (scripts/setup.sh installs systemd)")
     text = SERVICE.read_text().replace("/opt/edge-ad/venv/bin/edge-ad", f"{sys.executable} -m edge")
     (tmp_path / SERVICE.name).write_text(text)

@@ -20,6 +20,7 @@ import soundfile as sf
 
 from edge import reference, tables
 from edge.spec import DEFAULT_SPEC
+from ci_env import in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "check-c.sh"
@@ -39,7 +40,7 @@ def _require(tools: list[str]) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         message = f"missing {', '.join(missing)} (scripts/setup.sh installs them)"
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail("CI: " + message)
         pytest.skip(message)
 

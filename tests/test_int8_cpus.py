@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ci_env import in_ci
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ clip_scores = int8_cpus.clip_scores
 def qemu_x86_64() -> str:
     exe = shutil.which("qemu-x86_64")
     if exe is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("qemu-x86_64 missing: scripts/setup.sh installs qemu-user")
         pytest.skip("qemu-x86_64 not installed (scripts/setup.sh installs qemu-user)")
     return exe

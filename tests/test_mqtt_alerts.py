@@ -20,9 +20,10 @@ from edge.alerts import Alerts, MqttSender, parse_mqtt_url
 from edge.decision import Decision
 from edge.errors import EdgeAdError
 from edge.spool import Spool
+from ci_env import in_ci
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-needs_broker = pytest.mark.skipif(MOSQUITTO is None and os.environ.get("CI") != "true",
+needs_broker = pytest.mark.skipif(MOSQUITTO is None and not in_ci(),
                                   reason="mosquitto not installed (scripts/setup.sh installs it)")
 
 
@@ -300,7 +301,7 @@ def _make_pki(d: Path) -> None:
 def test_tls_with_client_certificate_and_password_delivers_and_a_wrong_password_spools(tmp_path):
     from edge.alerts import read_password
 
-    if shutil.which("openssl") is None and os.environ.get("CI") != "true":
+    if shutil.which("openssl") is None and not in_ci():
         pytest.skip("openssl not installed (scripts/setup.sh installs it)")
     _make_pki(tmp_path)
     passwd = tmp_path / "passwd"

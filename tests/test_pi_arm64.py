@@ -30,6 +30,7 @@ import pytest
 
 from edge import audio, features, reference, scoring
 from edge.bundle import load_bundle
+from ci_env import in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM64 = Path(os.environ.get("EDGE_AD_ARM64_CACHE", "~/.cache/edge-ad/arm64")).expanduser()
@@ -54,7 +55,7 @@ pytestmark = pytest.mark.slow
 def _require(ok: object, why: str) -> None:
     """Skip on a developer machine without the tools; fail in CI, where set-up installs them."""
     if not ok:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"{why} (CI must run the Pi-class test)")
         pytest.skip(why)
 

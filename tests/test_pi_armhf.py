@@ -26,6 +26,7 @@ import pytest
 
 from runtime_support import (bundle_dir, edge_ad, lines, load_trained_run, make_anomalous,
                              normal_audio, write_wav)
+from ci_env import in_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMHF = Path(os.environ.get("EDGE_AD_ARMHF_CACHE", "~/.cache/edge-ad/armhf")).expanduser()
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.slow
 def _require(ok: object, why: str) -> None:
     """Skip on a developer machine without the tools; fail in CI, where set-up installs them."""
     if not ok:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"{why} (CI must run the armhf test)")
         pytest.skip(why)
 

@@ -20,6 +20,7 @@ from runtime_support import (bundle_dir, edge_ad, edge_env, lines, load_trained_
                              make_anomalous, normal_audio, write_wav)
 from test_mqtt_alerts import free_port, wait_for
 from test_spool_safety import _events, _holder
+from ci_env import in_ci
 
 SR = 16000
 pytestmark = pytest.mark.fault   # every test here injects one fault (counted by conftest)
@@ -241,7 +242,7 @@ def test_sigterm_stops_run_promptly_while_an_alsa_read_is_blocked(bundle, tmp_pa
 
     from runtime_support import ALSA_CONF
 
-    if os.environ.get("CI") != "true":
+    if not in_ci():
         pytest.importorskip("alsaaudio")
     fifo = tmp_path / "card.raw"
     os.mkfifo(fifo)

@@ -2,7 +2,6 @@
 it runs as a non-root user in the audio group with the hardening the docs promise."""
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -12,6 +11,7 @@ import sys
 import pytest
 
 from runtime_support import REPO
+from ci_env import in_ci
 
 UNIT = REPO / "scripts" / "edge-ad.service"
 
@@ -27,7 +27,7 @@ def _settings() -> dict[str, list[str]]:
 
 def test_systemd_accepts_the_unit(tmp_path):
     tool = shutil.which("systemd-analyze")
-    if tool is None and os.environ.get("CI") != "true":
+    if tool is None and not in_ci():
         pytest.skip("systemd-analyze not installed (scripts/setup.sh installs systemd)")
     # Point ExecStart at this interpreter so verify can check the executable exists.
     text = UNIT.read_text().replace("/opt/edge-ad/venv/bin/edge-ad", f"{sys.executable} -m edge")
