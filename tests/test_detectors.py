@@ -101,9 +101,30 @@ def test_ensemble_is_the_weighted_mean_of_standardised_log_scores():
     expected = math.exp(0.15 * (math.log(parts[0]) - head.loc[0]) / head.scale[0]
                         + 0.85 * (math.log(parts[1]) - head.loc[1]) / head.scale[1])
     assert head.clip_score(x, r) == pytest.approx(expected, rel=1e-12)
-    # standardised out of fold: held-out clips' log scores spread about as wide as one SD,
-    # never the in-sample spread (which is far narrower)
-    assert np.all(head.scale > 0)
+    # Standardised out of fold: each part's loc and scale are those of held-out clips' log
+    # scores. Computed here leave-one-out with scikit-learn (the head uses 5 folds, so
+    # close, not equal), and far from the in-sample scores, which are smaller and tighter.
+    features = {"band-maha": np.array([np.log(((r.astype(np.float64) - x) ** 2).reshape(len(x), F, M)
+                                              .mean((0, 1)) + 1e-6) for x, r in zip(xs, rs)]),
+                "mel-mean": np.array([x[:, :M].astype(np.float64).mean(0) for x in xs])}
+    for j, kind in enumerate(["band-maha", "mel-mean"]):
+        f = features[kind]
+        held, own = [], []
+        for i in range(len(f)):
+            d = []
+            for g in ("id_00", "id_02"):
+                rows = groups == g
+                without = rows & (np.arange(len(f)) != i)
+                fit = LedoitWolf().fit(f[without])
+                d.append(scipy_mahalanobis(f[i], fit.location_, fit.precision_) ** 2)
+                if g == groups[i]:
+                    fit = LedoitWolf().fit(f[rows])
+                    own.append(scipy_mahalanobis(f[i], fit.location_, fit.precision_) ** 2)
+            held.append(min(d))
+        held, own = np.log(held), np.log(own)
+        assert head.loc[j] == pytest.approx(held.mean(), abs=0.25), kind
+        assert head.scale[j] == pytest.approx(held.std(ddof=1), rel=0.3), kind
+        assert head.loc[j] > own.mean() + 0.5, kind
 
 
 def test_ensemble_scores_far_outside_the_training_data_keep_their_order():
@@ -337,3 +358,15 @@ def test_evaluate_refuses_runs_of_other_clips(ensemble_run, tiny_plant, feature_
     assert main(["-q", "evaluate", str(ensemble_run.path), str(other.path), "--no-report",
                  "--jobs", "1"]) == 2
     assert "its test clips differ" in capsys.readouterr().err
+
+
+def test_too_few_clips_for_out_of_fold_standardisation_says_so(caplog):
+    rng = np.random.default_rng(5)
+    xs, rs = _clips(rng, 6)
+    head = feature_head("ensemble", SPEC)
+    sums = np.array([head.features(x, r).sum(0) for x, r in zip(xs, rs)])
+    groups = np.array(["id_00"] * 3 + ["id_02"] * 3)        # 3 clips per ID, 5 folds
+    with caplog.at_level("WARNING", logger="train.detectors"):
+        fit_head(head, sums, np.array([len(x) for x in xs]), groups)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["band-maha head", "mel-mean head"]
+    assert "too few clips per machine ID for 5 folds (6 clips in 2 IDs)" in caplog.text

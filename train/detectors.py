@@ -29,6 +29,7 @@ The ensemble's parts and weights were chosen on selection plants E-G
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,8 @@ import numpy as np
 from edge.heads import (BandMahalanobisHead, ClipStatsHead, EnsembleHead, Head, MelMeanHead,
                         MSEHead, make_head)
 from edge.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:        # torch is imported only where a network is trained or run
     from .cache import VectorSet
@@ -174,8 +177,14 @@ def out_of_fold_scores(head: Head, sums: np.ndarray, counts: np.ndarray, groups:
     for g in sorted(set(groups.tolist())):
         rows = np.flatnonzero(groups == g)
         fold[rows] = rng.permutation(len(rows)) % folds
-    if isinstance(head, MSEHead) or min(np.bincount(fold, minlength=folds)) == 0 or any(
+    if isinstance(head, MSEHead):
+        return score_sums(head, sums, counts)
+    if min(np.bincount(fold, minlength=folds)) == 0 or any(
             np.sum((groups == g) & (fold != k)) < 2 for g in set(groups.tolist()) for k in range(folds)):
+        log.warning("%s head: too few clips per machine ID for %d folds (%d clips in %d IDs); "
+                    "standardised on its in-sample scores, which are tighter than unseen clips' "
+                    "(more normal clips per ID fix it)", head.kind, folds, len(sums),
+                    len(set(groups.tolist())))
         return score_sums(head, sums, counts)
     out = np.empty(len(sums))
     for k in range(folds):
