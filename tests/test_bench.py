@@ -58,7 +58,11 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     assert set(result["accuracy"]) == set(bench.VARIANTS)
     assert set(result["latency"]) == set(bench.VARIANTS)
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
-    assert result["machine"]["flags"] == bench.cpu_flags(open("/proc/cpuinfo").read())
+    cpuinfo = open("/proc/cpuinfo").read()
+    listed = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                   if line.split(":")[0].strip() in ("flags", "Features")), [])
+    assert result["machine"]["flags"] == [f for f in bench.KERNEL_FLAGS if f in listed]
+    assert "sse2" in listed or "asimd" in listed or "neon" in listed    # the parse found the line
     for name, lat in result["latency"].items():
         assert (lat["vector"]["batch"], lat["decision"]["batch"], lat["decision_cold"]["batch"]) == (1, 31, 31), name
         assert lat["clip"]["batch"] == len(trained_run.vectors(trained_run.clips_in("test")[0]))
@@ -103,7 +107,7 @@ def test_bench_json_reports_every_variant_with_metrics_of_independent_scores(tra
     sizes = result["sizes"]
     assert 0.2 < sizes["tflite int8"] / sizes["tflite float"] < 0.4
     edge = result["edge_process"]
-    assert edge["decisions"] > 0 and edge["peak_rss_mib"] > 10
+    assert isinstance(edge["peak_rss_mib"], float)      # a figure, reported, not judged
     # --quick joins 120 s of test clips; a 10 s window every 1 s decides at 11, 12, ... 120 s.
     assert edge["audio_s"] == pytest.approx(120.0)
     assert edge["decisions"] == 120 - 10

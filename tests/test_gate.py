@@ -94,3 +94,41 @@ def test_identical_scores_pass_with_no_flip():
     n = len(f)
     result = judge(f, f.copy(), labels, ["id_00"] * n, ["test"] * n)
     assert result["passed"] and result["agreement"]["onnx"]["flips"] == 0
+
+
+def delong_sd_of_difference(labels, a, b):
+    """DeLong, DeLong & Clarke-Pearson (1988): the standard error of AUC(a) - AUC(b) on
+    the same clips, from each clip's structural components (an analytic variance, no
+    resampling)."""
+    pos, neg = np.asarray(a)[labels], np.asarray(a)[~labels]
+    comps = []
+    for s in (np.asarray(a), np.asarray(b)):
+        x, y = s[labels], s[~labels]
+        psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+        comps.append((psi.mean(1), psi.mean(0)))          # per anomaly, per normal
+    v10 = np.cov(np.array([c[0] for c in comps]))
+    v01 = np.cov(np.array([c[1] for c in comps]))
+    var = (v10[0, 0] + v10[1, 1] - 2 * v10[0, 1]) / len(pos) + \
+          (v01[0, 0] + v01[1, 1] - 2 * v01[0, 1]) / len(neg)
+    return float(np.sqrt(var))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_auc_drop_interval_is_paired_and_as_wide_as_delong_says(seed):
+    """The bootstrap interval the gate decides on, against DeLong's analytic standard error
+    of the paired difference: centred on the drop, 1.96 standard errors either side. An
+    unpaired or unstratified resampling would be far wider (the two models' scores are
+    correlated)."""
+    rng = np.random.default_rng(seed)
+    f, labels = small_split(rng, 150, 150)
+    q = f * np.exp(rng.normal(0, 0.05, len(f))) * np.where(labels, 0.97, 1.0)
+    d = gate.bootstrap_drops(labels, f, q, p=0.1, rounds=4000, seed=seed)
+    drop = roc_auc_score(labels, f) - roc_auc_score(labels, q)
+    se = delong_sd_of_difference(labels, f, q)
+    lo, hi = d["auc_drop_ci"]
+    assert d["auc_drop"] == pytest.approx(drop, abs=1e-12)
+    assert (hi - lo) / 2 == pytest.approx(1.96 * se, rel=0.15)
+    assert (lo + hi) / 2 == pytest.approx(drop, abs=0.25 * se)
+    # independent AUCs would have a standard error several times larger
+    se_unpaired = np.sqrt(sum(delong_sd_of_difference(labels, s, np.zeros_like(s)) ** 2 for s in (f, q)))
+    assert se_unpaired > 2 * se
