@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -183,18 +184,35 @@ def _log_lines(caplog, needle: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if needle in r.getMessage()]
 
 
+def _count_connects(monkeypatch) -> list[tuple]:
+    """Every connection attempt paho makes (``socket.create_connection``), with the name of
+    the thread that made it, so that "logged once" is checked over retries that really
+    happened."""
+    attempts: list[tuple] = []
+    real = socket.create_connection
+
+    def counting(address, *args, **kwargs):
+        attempts.append((threading.current_thread().name, address))   # paho-mqtt-client-<id>
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counting)
+    return attempts
+
+
 @pytest.mark.fault
 @pytest.mark.parametrize("url, needle", [
     ("mqtt://127.0.0.1:{port}", "refused the connection"),
     ("mqtt://no-such-broker.invalid:1883", "DNS: cannot resolve no-such-broker.invalid"),
 ])
-def test_an_unreachable_broker_is_logged_once_not_at_every_retry(tmp_path, caplog, url, needle):
+def test_an_unreachable_broker_is_logged_once_not_at_every_retry(tmp_path, caplog, monkeypatch,
+                                                                  url, needle):
     caplog.set_level(logging.INFO, logger="edge.alerts")
+    attempts = _count_connects(monkeypatch)
     sender = MqttSender(url.format(port=free_port()), spool=Spool(tmp_path), topic="x")
     try:
         sender.client.reconnect_delay_set(min_delay=0.1, max_delay=0.2)   # many retries
         wait_for(lambda: _log_lines(caplog, needle), 15, needle)
-        time.sleep(1.5)
+        wait_for(lambda: len(attempts) >= 4, 30, "four connection attempts")
     finally:
         sender.close(timeout=0)
     assert len(_log_lines(caplog, needle)) == 1, caplog.text
@@ -202,8 +220,9 @@ def test_an_unreachable_broker_is_logged_once_not_at_every_retry(tmp_path, caplo
 
 @pytest.mark.fault
 @needs_broker
-def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog):
+def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="edge.alerts")
+    attempts = _count_connects(monkeypatch)
     port = free_port()
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "u", "right"], check=True,
@@ -222,7 +241,9 @@ def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog):
         wait_for(lambda: _log_lines(caplog, "refused the login"), 15, "the refused login")
         wait_for(lambda: _log_lines(caplog, "TLS") or _log_lines(caplog, "closed the connection"),
                  15, "the TLS failure")
-        time.sleep(1.0)
+        seen = {c: sum(c in t for t, _ in attempts) for c in ("-tls", "-pw")}
+        wait_for(lambda: all(sum(c in t for t, _ in attempts) >= n + 3 for c, n in seen.items()),
+                 30, "both senders retrying three more times")
     finally:
         for s in senders:
             s.close(timeout=0)
