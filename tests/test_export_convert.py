@@ -440,25 +440,24 @@ def test_gate_passes_a_good_int8_export_and_records_the_drops(vector_run, tmp_pa
 
 
 def test_gate_failure_exits_3_names_the_ids_writes_nothing_and_keeps_the_previous_bundle(
-        vector_run, tmp_path, monkeypatch, capsys):
-    """A bad quantisation, forced: calibrate int8 on garbage whose range (40..41) misses the
-    real vectors (all negative), so every input saturates to one value and the int8 model
-    outputs a constant; scores then no longer see which subspace a clip lies on."""
+        trained_run, tmp_path, monkeypatch, capsys):
+    """A bad quantisation, forced on a real trained RUN through the CLI: calibrate int8 on
+    garbage whose range (10000..10001) misses every real log-mel vector, so every input
+    saturates to one value and the int8 model outputs a constant; its scores no longer
+    follow the float model's."""
     import train.export.pipeline as pipeline
-    import train.runs
     from edge.bundle import load_bundle
     from edge.cli import main
     from edge.errors import EXIT_GATE_FAILED
     from train.export import export_run
 
     target = tmp_path / "bundle"
-    export_run(vector_run, target, formats=["onnx"])       # the previous, good bundle
+    export_run(trained_run, target, formats=["onnx"])       # the previous, good bundle
     before = {p.name: p.read_bytes() for p in target.iterdir()}
     rng = np.random.default_rng(0)
     monkeypatch.setattr(pipeline, "calibration_vectors",
-                        lambda run, n, seed: (40 + rng.random((16, D))).astype(np.float32))
-    monkeypatch.setattr(train.runs, "load_run", lambda path, data=None: vector_run)
-    code = main(["export", str(vector_run.path), "--out", str(target), "--formats", "onnx",
+                        lambda run, n, seed: (1e4 + rng.random((16, D))).astype(np.float32))
+    code = main(["export", str(trained_run.path), "--out", str(target), "--formats", "onnx",
                  "--json"])
     captured = capsys.readouterr()
     assert code == EXIT_GATE_FAILED == 3
