@@ -107,6 +107,30 @@ class ScriptedPcm:
         self.closed = True
 
 
+def test_the_stand_in_follows_the_real_module(alsa_card):
+    """What the stand-in assumes of pyalsaaudio, checked against the real module and
+    alsa-lib on the file-backed card: the constants, ``read()`` giving ``(frames, bytes)``
+    of two bytes a frame, ``info()`` naming rate and channels, and a failed open raising
+    ``ALSAAudioError`` whose text ends in the device name in brackets."""
+    for name in ("PCM_CAPTURE", "PCM_NORMAL", "PCM_FORMAT_S16_LE"):
+        assert getattr(FakeAlsa, name) == getattr(alsaaudio, name), name
+    alsa_card(np.arange(4096, dtype=np.int16))
+    a = alsaaudio
+    pcm = a.PCM(type=a.PCM_CAPTURE, mode=a.PCM_NORMAL, device="hw:1", channels=1, rate=16000,
+                format=a.PCM_FORMAT_S16_LE, periodsize=1024)
+    try:
+        n, data = pcm.read()
+        assert isinstance(n, int) and isinstance(data, bytes) and len(data) == 2 * n == 2048
+        assert np.array_equal(np.frombuffer(data, "<i2"), np.arange(1024))
+        info = pcm.info()
+        assert (info["rate"], info["channels"]) == (16000, 1)
+    finally:
+        pcm.close()
+    with pytest.raises(a.ALSAAudioError) as e:
+        a.PCM(type=a.PCM_CAPTURE, mode=a.PCM_NORMAL, device="nosuchpcm")
+    assert str(e.value).startswith("No such file or directory [nosuchpcm]")
+
+
 def _frames(n: int, value: int = 7) -> tuple[int, bytes]:
     return n, np.full(n, value, "<i2").tobytes()
 
