@@ -12,6 +12,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from ci_env import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401 (CI: no skips)
 
 # name -> (min, median) seconds, filled by the ``record`` fixture. Ratios use the minimum:
 # on a shared machine it is the round least disturbed by other load, for every peer alike.

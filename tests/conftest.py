@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci_env import in_ci
+from ci_env import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (CI: no skips)
 
 TINY_IDS = (0, 2)
 TINY_NORMAL = 16
@@ -53,28 +53,6 @@ def bundle(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "bundle"
     export_run(trained_run, out)
     return load_bundle(out)
-
-
-def _fail_skip_in_ci(report) -> None:
-    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"CI: this check would have been skipped ({reason}); CI must run it"
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """In CI every check runs: a skip (a missing tool, package or file system feature)
-    is turned into a failure that says why, whichever test or fixture asked for it."""
-    outcome = yield
-    _fail_skip_in_ci(outcome.get_result())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    """The same for a whole module skipped at import (``allow_module_level``)."""
-    outcome = yield
-    _fail_skip_in_ci(outcome.get_result())
 
 
 # --- reliability tally (issue 13) ----------------------------------------------------------------

@@ -62,3 +62,21 @@ def test_a_skip_stays_a_skip_off_ci(suite, monkeypatch, value):
         monkeypatch.setenv("CI", value)
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=3, xfailed=1)
+
+
+def test_the_bench_suite_fails_a_skip_in_ci_too(pytester, monkeypatch):
+    """``scripts/test.sh`` runs bench/ (timing off) as its own pytest session, which does
+    not load tests/conftest.py: bench/conftest.py registers the same hooks."""
+    (pytester.path / "tests").mkdir()
+    shutil.copy(HERE / "ci_env.py", pytester.path / "tests" / "ci_env.py")
+    (pytester.path / "bench").mkdir()
+    shutil.copy(HERE.parent / "bench" / "conftest.py", pytester.path / "bench" / "conftest.py")
+    (pytester.path / "bench" / "bench_tool.py").write_text(
+        "import pytest\n\ndef test_needs_a_tool():\n    pytest.skip('no such tool')\n")
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("bench", "--benchmark-disable", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CI: this check would have been skipped*no such tool*"])
+    monkeypatch.delenv("CI")
+    pytester.runpytest_subprocess("bench", "--benchmark-disable", "-p", "no:cacheprovider") \
+        .assert_outcomes(skipped=1)

@@ -117,8 +117,7 @@ def delong_sd_of_difference(labels, a, b):
 def test_the_auc_drop_interval_is_paired_and_as_wide_as_delong_says(seed):
     """The bootstrap interval the gate decides on, against DeLong's analytic standard error
     of the paired difference: centred on the drop, 1.96 standard errors either side. An
-    unpaired or unstratified resampling would be far wider (the two models' scores are
-    correlated)."""
+    unpaired resampling would be far wider (the two models' scores are correlated)."""
     rng = np.random.default_rng(seed)
     f, labels = small_split(rng, 150, 150)
     q = f * np.exp(rng.normal(0, 0.05, len(f))) * np.where(labels, 0.97, 1.0)

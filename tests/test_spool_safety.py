@@ -193,6 +193,10 @@ def _count_connects(monkeypatch) -> list[tuple]:
 
     def counting(address, *args, **kwargs):
         attempts.append((threading.current_thread().name, address))   # paho-mqtt-client-<id>
+        if str(address[0]).endswith(".invalid"):
+            # RFC 6761: never resolves. Answered here as the resolver would, so the test
+            # asks no DNS server (none may be reachable, and a timeout blocks each retry).
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", counting)
@@ -208,11 +212,12 @@ def test_an_unreachable_broker_is_logged_once_not_at_every_retry(tmp_path, caplo
                                                                   url, needle):
     caplog.set_level(logging.INFO, logger="edge.alerts")
     attempts = _count_connects(monkeypatch)
-    sender = MqttSender(url.format(port=free_port()), spool=Spool(tmp_path), topic="x")
+    cid = f"retry-{tmp_path.name}"        # this case's own paho thread, not a previous one's
+    sender = MqttSender(url.format(port=free_port()), spool=Spool(tmp_path), topic="x", client_id=cid)
     try:
         sender.client.reconnect_delay_set(min_delay=0.1, max_delay=0.2)   # many retries
         wait_for(lambda: _log_lines(caplog, needle), 15, needle)
-        wait_for(lambda: len(attempts) >= 4, 30, "four connection attempts")
+        wait_for(lambda: sum(t.endswith(cid) for t, _ in attempts) >= 4, 30, "four connection attempts")
     finally:
         sender.close(timeout=0)
     assert len(_log_lines(caplog, needle)) == 1, caplog.text
@@ -241,8 +246,8 @@ def test_tls_to_a_plain_broker_and_a_refused_login_are_logged(tmp_path, caplog, 
         wait_for(lambda: _log_lines(caplog, "refused the login"), 15, "the refused login")
         wait_for(lambda: _log_lines(caplog, "TLS") or _log_lines(caplog, "closed the connection"),
                  15, "the TLS failure")
-        seen = {c: sum(c in t for t, _ in attempts) for c in ("-tls", "-pw")}
-        wait_for(lambda: all(sum(c in t for t, _ in attempts) >= n + 3 for c, n in seen.items()),
+        seen = {c: sum(t.endswith(c) for t, _ in attempts) for c in ("-tls", "-pw")}
+        wait_for(lambda: all(sum(t.endswith(c) for t, _ in attempts) >= n + 3 for c, n in seen.items()),
                  30, "both senders retrying three more times")
     finally:
         for s in senders:
