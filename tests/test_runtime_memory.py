@@ -1,4 +1,5 @@
-"""Two hours of audio through ``edge-ad run`` (a file looped, ``--fast``): nothing accumulates
+"""Two hours of audio through ``edge-ad run`` (a file looped, ``--fast``), with each backend
+(edge-ad's C kernel, LiteRT, ONNX Runtime): nothing accumulates
 per vector or per decision. A behaviour test, not a memory figure: the Python heap that
 ``tracemalloc`` traces (every numpy buffer included; the C kernels allocate nothing, their
 memory is handed in) and the bytes live in glibc's malloc (``mallinfo2``: libsndfile, the
@@ -55,13 +56,14 @@ sys.exit(code)
 
 
 @pytest.mark.slow
-def test_nothing_accumulates_over_two_hours_of_audio(bundle, trained_run, tmp_path):
+@pytest.mark.parametrize("backend", ["c", "tflite", "onnx"])
+def test_nothing_accumulates_over_two_hours_of_audio(backend, bundle, trained_run, tmp_path):
     run = load_trained_run(trained_run)
     wav = write_wav(tmp_path / "loop.wav", normal_audio(run, 20.0))
     out = tmp_path / "d.jsonl"
     hours = 2 * 3600
     p = subprocess.run([sys.executable, "-c", DRIVER, "run", "--device", str(wav), "--fast", "--loop",
-                        "--model", str(bundle_dir(bundle)), "--max-seconds", str(hours),
+                        "--model", str(bundle_dir(bundle)), "--backend", backend, "--max-seconds", str(hours),
                         "--json-out", str(out)],
                        env=edge_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=1800)       # a hang guard only; the run takes about a minute
