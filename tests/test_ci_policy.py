@@ -1,5 +1,6 @@
-"""In CI a skipped check is a failure (tests/conftest.py): proved by running pytest itself
-on a throwaway suite that carries this suite's conftest, with and without ``CI``."""
+"""In CI a skipped check is a failure (the hooks of tests/ci_env.py, registered by
+tests/conftest.py and bench/conftest.py): proved by running pytest itself on throwaway
+suites that carry those files, with and without ``CI``."""
 from __future__ import annotations
 
 import shutil

@@ -1,11 +1,11 @@
 """Two hours of audio through ``edge-ad run`` (a file looped, ``--fast``), with each backend
-(edge-ad's C kernel, LiteRT, ONNX Runtime): nothing accumulates
-per vector or per decision. A behaviour test, not a memory figure: the Python heap that
-``tracemalloc`` traces (every numpy buffer included; the C kernels allocate nothing, their
-memory is handed in) and the bytes live in glibc's malloc (``mallinfo2``: libsndfile, the
-runtimes, anything native) are read after each decision line, and what is live late in
-the run is what was live in its middle. The resident size itself, and the CPU share at real time, are
-figures, reported by scripts/runtime_footprint.py."""
+(edge-ad's C kernel, LiteRT, ONNX Runtime): nothing accumulates per vector or per decision.
+A behaviour test, not a memory figure: the Python heap that ``tracemalloc`` traces (every
+numpy buffer included; the C kernels allocate nothing, their memory is handed in) and the
+bytes live in glibc's malloc (``mallinfo2``: libsndfile, the runtimes, anything native) are
+read after every 25th decision line, and what is live late in the run is what was live in
+its middle. The resident size itself, and the CPU share at real time, are figures, reported
+by scripts/runtime_footprint.py."""
 from __future__ import annotations
 
 import json
@@ -80,7 +80,7 @@ def test_nothing_accumulates_over_two_hours_of_audio(backend, bundle, trained_ru
     early = np.array([row for row in live if 0.3 * n <= row[0] <= 0.5 * n])
     late = np.array([row for row in live if row[0] >= 0.8 * n])
     for col, what, limit in ((1, "live Python allocations (tracemalloc)", 32 * 1024),
-                             (2, "live malloc bytes (glibc mallinfo2)", 64 * 1024)):
+                             (2, "live malloc bytes (glibc mallinfo)", 64 * 1024)):
         growth = np.median(late[:, col]) - np.median(early[:, col])
         assert growth < limit, (f"{what} grew by {growth:.0f} bytes (early "
                                 f"{np.median(early[:, col]):.0f}, late {np.median(late[:, col]):.0f})")
