@@ -53,6 +53,14 @@ PLANTS = {
     "F": dict(machine="slider", ids=(1, 3, 5), seed=22, snr_db=-3.0, faults=None, dcase=True),
     "G": dict(machine="fan", ids=(0, 2, 4, 6), seed=23, snr_db=-6.0,
               faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=False),
+    # More selection plants (2026-12-07, fourth session), to tell a small gain from the
+    # spread between plants: a pump, a valve at -6 dB in DCASE layout, a slider at 0 dB.
+    "H": dict(machine="pump", ids=(1, 3, 5), seed=31, snr_db=-3.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=False),
+    "I": dict(machine="valve", ids=(1, 3, 5), seed=32, snr_db=-6.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=True),
+    "J": dict(machine="slider", ids=(0, 2, 4, 6), seed=33, snr_db=0.0,
+              faults=("bearing", "imbalance", "tone", "rubbing", "looseness", "cavitation"), dcase=False),
 }
 
 

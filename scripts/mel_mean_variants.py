@@ -34,13 +34,17 @@ scored against the nearest ID, per-ID AUC on the test clips:
   covariance) by the weight with the best cross-validated likelihood of normal clips;
 - ``env fine``: four bands' power envelopes, their spectra at 0.1 Hz resolution max-pooled
   to 1 Hz, 1-100 Hz (periodic knocks and once-per-turn modulation as lines), alone and in
-  a rank ensemble with the means.
+  a rank ensemble with the means;
+- ``frame cov/corr/log sd``: the within-clip covariance of the log-mel frames (32 bands),
+  its correlations, or the bands' standard deviations, alone and in a rank ensemble.
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
 
-``--extra-normals N`` prints instead the clip mean against the trimmed means (quietest P)
-and the per-band median, fitted on the training normals, each ID's test clips scored
-with their 13 normals and with N fresh normals more (``measure_detectors.py``'s
+``--extra-normals N`` prints instead the clip mean against the trimmed means (quietest P),
+the per-band median, the per-band mean of the middle 80 % of the clip's frames (each band
+sorted on its own) and the mean of frames clipped per band to the training frames' median
++- 2 robust standard deviations, fitted on the training normals, each ID's test clips
+scored with their 13 normals and with N fresh normals more (``measure_detectors.py``'s
 ``extra_normal_clips``).
 """
 from __future__ import annotations
@@ -138,7 +142,35 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
     variants["env fine"] = nearest_gaussian(envelope, fit, ids)
     variants["0.85 mean+0.15 env fine"] = np.exp(
         0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(variants["env fine"]))
+    for name, sc in frame_structure(frames, fit, ids).items():
+        variants[name] = sc
+        variants[f"0.85 mean+0.15 {name}"] = np.exp(0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(sc))
     return variants, labels, ids, split == TEST
+
+
+def frame_structure(frames: list[np.ndarray], fit: np.ndarray, ids: np.ndarray,
+                    pool: int = 4) -> dict[str, np.ndarray]:
+    """The within-clip structure of the log-mel frames (pooled to ``n_mels / pool`` bands),
+    for faults that make bands rise and fall together: the clip's frame covariance scored
+    by its divergence ``tr(R^-1 C) - log det(R^-1 C) - k`` from the ID's mean within-clip
+    covariance R (the nearest ID), a Gaussian over the Fisher-z of its correlations, and
+    one over the bands' log standard deviations."""
+    x = np.stack([f.reshape(len(f), -1, pool).mean(2) for f in frames])
+    k = x.shape[2]
+    xc = x - x.mean(1, keepdims=True)
+    cov = np.einsum("nti,ntj->nij", xc, xc) / x.shape[1] + 1e-6 * np.eye(k)
+    _, logdet = np.linalg.slogdet(cov)
+    divergence = []
+    for g in sorted(set(ids)):
+        ref = cov[fit & (ids == g)].mean(0)
+        m = np.linalg.solve(ref, cov)
+        divergence.append(np.trace(m, axis1=1, axis2=2) - (logdet - np.linalg.slogdet(ref)[1]) - k)
+    sd = np.sqrt(np.einsum("nii->ni", cov))
+    corr = cov / sd[:, :, None] / sd[:, None, :]
+    upper = np.triu_indices(k, 1)
+    return {"frame cov": np.min(divergence, 0),
+            "frame corr": nearest_gaussian(np.arctanh(np.clip(corr[:, upper[0], upper[1]], -0.999, 0.999)), fit, ids),
+            "frame log sd": nearest_gaussian(np.log(sd), fit, ids)}
 
 
 def id_classifier(means: np.ndarray, frames: list[np.ndarray], fit: np.ndarray,
@@ -332,17 +364,26 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
     cache = FeatureCache(out / "cache")
     cache.ensure(paths, jobs=2)
     keeps = (1.0, 0.95, 0.9, 0.8, 0.6)
-    rows = []
-    for p in paths:
-        f = np.asarray(cache.frames(p), np.float64)
-        rows.append(quietest_means(f, keeps) + [np.median(f, 0)])
     split = np.array([c.split for c in clips] + [TEST] * len(fresh))
     labels = np.array([int(c.is_anomaly) for c in clips] + [0] * len(fresh))
     ids = np.array([c.id for c in clips] + [i for i, _ in fresh])
     extra = np.arange(len(paths)) >= len(clips)
     fit, test = (split == "train") & (labels == 0), split == TEST
+    # Bounds for the clipped mean: per band, the median of the training normals' frames
+    # (all IDs) +- 2 robust standard deviations (IQR / 1.349). A frame-wise transform, so
+    # it would still sum over the window as the heads do.
+    train_frames = np.concatenate([np.asarray(cache.frames(paths[i]), np.float64) for i in np.flatnonzero(fit)])
+    centre = np.median(train_frames, 0)
+    spread = np.subtract(*np.percentile(train_frames, [75, 25], 0)) / 1.349
+    lo, hi = centre - 2 * spread, centre + 2 * spread
+    rows = []
+    for p in paths:
+        f = np.asarray(cache.frames(p), np.float64)
+        s = np.sort(f, 0)
+        rows.append(quietest_means(f, keeps) + [np.median(f, 0), s[len(s) // 10:len(s) - len(s) // 10].mean(0),
+                                                np.clip(f, lo, hi).mean(0)])
     out_rows = {}
-    for j, v in enumerate([f"quietest {k:.0%}" for k in keeps] + ["median"]):
+    for j, v in enumerate([f"quietest {k:.0%}" for k in keeps] + ["median", "band-trim 10-90%", "clipped 2 sd"]):
         sc = nearest_gaussian(np.array([r[j] for r in rows]), fit, ids)
         figures = []
         for sel in (test & ~extra, test):
@@ -355,7 +396,8 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--plants", nargs="+", default=["E", "F", "G"])
+    ap.add_argument("--plants", nargs="+", default=["E", "F", "G"],
+                    help="selection plants (E-J); default E F G")
     ap.add_argument("--extra-normals", type=int, default=0, metavar="N")
     args = ap.parse_args()
     if args.extra_normals:

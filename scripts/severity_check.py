@@ -15,6 +15,16 @@ background, no fault) differ by the fault alone; the squared Mahalanobis length 
 difference of their mel means, next to the spread of the normal clips' distances.
 
     .venv/bin/python scripts/severity_check.py --out /tmp/measure --plant D
+
+``--ceiling N`` adds, per ID, how far the feature itself can go: the Gaussian fitted on N
+fresh normal clips from the generator (``make_clip`` indices from 1000; the plant's own are
+0-99, ``measure_detectors.py --extra-normals``' 100-186) instead of the ID's 76-87 training
+clips, with Ledoit-Wolf and, once N is well above the 128 bands, the plain sample
+covariance. The anomalies are scored against the ID's test normals and the extra normals
+under ``--out`` when there are any. With N = 1000 the fit is as good as it gets; what the
+AUC still misses, no fit of the log-mel mean can give.
+
+    .venv/bin/python scripts/severity_check.py --out /tmp/measure --plant D --ceiling 1000
 """
 from __future__ import annotations
 
@@ -30,7 +40,7 @@ from measure_detectors import PLANTS  # noqa: E402
 
 
 def main() -> None:
-    from sklearn.covariance import LedoitWolf
+    from sklearn.covariance import EmpiricalCovariance, LedoitWolf
     from sklearn.metrics import roc_auc_score
 
     from edge import audio
@@ -41,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="measure_detectors.py's --out")
     ap.add_argument("--plant", required=True, choices=list(PLANTS))
+    ap.add_argument("--ceiling", type=int, default=0, metavar="N",
+                    help="also fit each ID's Gaussian on N fresh normal clips (the feature's ceiling)")
     args = ap.parse_args()
     o = PLANTS[args.plant]
     faults = tuple(o["faults"] or FAULTS)
@@ -117,6 +129,64 @@ def main() -> None:
             print(f"  severity {lo:.2f}-{min(hi, 1):.2f}: AUC {auc(m)}; shift median "
                   f"{np.median(shift[m]):.1f}, range {shift[m].min():.1f}-{shift[m].max():.1f}")
         print("  " + ", ".join(f"{f} {auc(fam == f)}" for f in sorted(set(fam))))
+        if args.ceiling:
+            extra = sorted(glob.glob(f"{args.out}/extra-normals-{args.plant}/id_{ident}/*.wav"))
+            negatives = np.r_[f_held, mel_means(extra)] if extra else f_held
+            fresh = fresh_means(args.plant, number, args.ceiling)
+            fits = [(f"Ledoit-Wolf on {n}", LedoitWolf().fit(fresh[:n]))
+                    for n in (len(f_train), 200, 400, args.ceiling) if n <= args.ceiling]
+            if args.ceiling >= 4 * spec.n_mels:
+                fits.append((f"sample covariance of {args.ceiling}", EmpiricalCovariance().fit(fresh)))
+            print(f"  ceiling, against {len(negatives)} normals (the test normals"
+                  f"{' and the extra normals' if extra else ''}): Gaussian on its own training "
+                  f"clips {ceiling_auc(LedoitWolf().fit(f_train), negatives, f_anom):.3f}; on fresh normals: "
+                  + ", ".join(f"{name} {ceiling_auc(est, negatives, f_anom):.3f}" for name, est in fits))
+
+
+def ceiling_auc(est: object, negatives: np.ndarray, positives: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    def dist(f: np.ndarray) -> np.ndarray:
+        d = f - est.location_
+        return np.einsum("ni,ij,nj->n", d, est.precision_, d)
+
+    return float(roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(len(positives))],
+                               np.r_[dist(negatives), dist(positives)]))
+
+
+def _fresh_mean(args: tuple[str, int, int]) -> np.ndarray:
+    """One fresh normal clip's log-mel mean, through a WAV as the plant's clips go."""
+    import os
+    import tempfile
+
+    import soundfile as sf
+
+    from edge import audio
+    from edge.features import clip_features
+    from edge.spec import DEFAULT_SPEC as spec
+    from train.synth import FAULTS, SAMPLE_RATE, make_clip
+
+    plant, number, index = args
+    o = PLANTS[plant]
+    x, _ = make_clip(o["machine"], number, abnormal=False, index=index, seed=o["seed"],
+                     snr_db=o["snr_db"], faults=tuple(o["faults"] or FAULTS))
+    fd, path = tempfile.mkstemp(suffix=".wav")
+    os.close(fd)
+    try:
+        sf.write(path, x, SAMPLE_RATE, subtype="PCM_16")
+        return clip_features(audio.load(path, spec=spec), spec=spec)[:, :spec.n_mels].mean(0)
+    finally:
+        os.unlink(path)
+
+
+def fresh_means(plant: str, number: int, n: int) -> np.ndarray:
+    """Log-mel means of ``n`` fresh normal clips of one ID (indices 1000 ..), two processes."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    todo = [(plant, number, 1000 + k) for k in range(n)]
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return np.array(list(pool.map(_fresh_mean, todo, chunksize=16)))
 
 
 if __name__ == "__main__":
