@@ -36,10 +36,14 @@ scored against the nearest ID, per-ID AUC on the test clips:
   to 1 Hz, 1-100 Hz (periodic knocks and once-per-turn modulation as lines), alone and in
   a rank ensemble with the means;
 - ``lines``: tonal-line prominence from 5 to 400 Hz at 0.24 Hz resolution (shaft orders
-  and the half orders of looseness), alone and with the means (a weighted rank ensemble,
-  or the larger of the two standardised scores);
+  and the half orders of looseness), alone and with the means (a weighted sum of the
+  standardised log scores, or the larger of the two);
 - ``frame cov/corr/log sd``: the within-clip covariance of the log-mel frames (32 bands),
-  its correlations, or the bands' standard deviations, alone and in a rank ensemble.
+  its correlations, or the bands' standard deviations, alone and in such a sum with the
+  means.
+
+The ensembles here standardise each part's log score on the fitting clips themselves
+(in-sample), which flatters them.
 
     .venv/bin/python scripts/mel_mean_variants.py --out /tmp/sel --plants E F G
 
@@ -149,9 +153,9 @@ def plant_scores(name: str, out: Path) -> tuple[dict[str, np.ndarray], np.ndarra
     variants["lines"] = nearest_gaussian(lines, fit, ids)
     variants["0.8 mean+0.2 lines"] = np.exp(0.8 * z(variants["clip-mean L=None"]) + 0.2 * z(variants["lines"]))
     variants["max(mean, lines - 1)"] = np.exp(np.maximum(z(variants["clip-mean L=None"]), z(variants["lines"]) - 1.0))
-    for name, sc in frame_structure(frames, fit, ids).items():
-        variants[name] = sc
-        variants[f"0.85 mean+0.15 {name}"] = np.exp(0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(sc))
+    for variant, sc in frame_structure(frames, fit, ids).items():
+        variants[variant] = sc
+        variants[f"0.85 mean+0.15 {variant}"] = np.exp(0.85 * z(variants["clip-mean L=None"]) + 0.15 * z(sc))
     return variants, labels, ids, split == TEST
 
 
@@ -165,7 +169,7 @@ def line_prominence(x: np.ndarray, sr: int, bands: int = 40) -> np.ndarray:
     import scipy.signal as sps
 
     f, p = sps.welch(x, sr, nperseg=65536, noverlap=49152)
-    keep = (f >= 4) & (f <= 420)
+    keep = (f >= 3) & (f <= 420)      # 2 Hz beyond the bands: each median has its +-2 Hz
     f, logp = f[keep], np.log(p[keep] + 1e-20)
     prominence = logp - ndi.median_filter(logp, size=int(round(4.0 / (f[1] - f[0]))) | 1)
     edges = np.geomspace(5, 400, bands + 1)

@@ -15,9 +15,12 @@ anomalies are scored against 100 other normals (indices 100-199):
 - ``fixed speed``: the machine's speed without its clip-to-clip spread and slow wander;
 - ``all four fixed``.
 
-The nuisances are held still through the random generator the background is drawn from
-(a stand-in that answers the nuisance's draw with its mean), so the generator's own code
-runs unchanged.
+The nuisances are held still through the random generator the background is drawn from:
+a stand-in makes the nuisance's draw as usual, so every later draw of the clip is the one
+the plant made, and answers it with a constant instead (a slope and hum levels at their
+mean, no clanks), so the generator's own code runs unchanged and each setting's clips
+differ from the generated ones by that nuisance alone. The speed's spread and wander
+are set to 0 in the machine's parameters (its draws are made all the same).
 
     .venv/bin/python scripts/nuisance_check.py --plant D --id 0
 
@@ -49,26 +52,27 @@ SETTINGS = {
 
 
 class StillBackground:
-    """The background's random generator with some nuisances held at their mean. In
+    """The background's random generator with some nuisances held still. In
     ``train.synth.factory_background`` the slope is the one scalar ``standard_normal()``, the
-    hums' levels the ``normal(0, 2)`` draws, the clanks' count the ``poisson`` draw; every
-    other draw goes to the real generator."""
+    hums' levels the ``normal(0, 2)`` draws, the clanks' count the ``poisson`` draw. Each is
+    drawn from the real generator (so the draws after it stay the plant's own) and answered
+    with a constant: the slope's and levels' mean, no clanks. Every other draw goes to the
+    real generator."""
 
     def __init__(self, rng: np.random.Generator, still: frozenset[str]):
         self._rng, self._still = rng, still
 
     def standard_normal(self, *args: Any, **kw: Any) -> Any:
-        if not args and not kw and "tilt" in self._still:
-            return 0.0
-        return self._rng.standard_normal(*args, **kw)
+        value = self._rng.standard_normal(*args, **kw)
+        return 0.0 if not args and not kw and "tilt" in self._still else value
 
     def normal(self, loc: float = 0.0, scale: float = 1.0, *args: Any, **kw: Any) -> Any:
-        if not args and not kw and "hums" in self._still:
-            return loc
-        return self._rng.normal(loc, scale, *args, **kw)
+        value = self._rng.normal(loc, scale, *args, **kw)
+        return loc if not args and not kw and "hums" in self._still else value
 
     def poisson(self, *args: Any, **kw: Any) -> Any:
-        return 0 if "clanks" in self._still else self._rng.poisson(*args, **kw)
+        value = self._rng.poisson(*args, **kw)
+        return 0 if "clanks" in self._still else value
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rng, name)
