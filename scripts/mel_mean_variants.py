@@ -400,13 +400,13 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
     # Bounds for the clipped mean: per band, the median of the training normals' frames
     # (all IDs) +- 2 robust standard deviations (IQR / 1.349). A frame-wise transform, so
     # it would still sum over the window as the heads do.
-    train_frames = np.concatenate([np.asarray(cache.frames(paths[i]), np.float64) for i in np.flatnonzero(fit)])
+    frames = [np.asarray(cache.frames(p), np.float64) for p in paths]     # each clip read once
+    train_frames = np.concatenate([frames[i] for i in np.flatnonzero(fit)])
     centre = np.median(train_frames, 0)
     spread = np.subtract(*np.percentile(train_frames, [75, 25], 0)) / 1.349
     lo, hi = centre - 2 * spread, centre + 2 * spread
     rows = []
-    for p in paths:
-        f = np.asarray(cache.frames(p), np.float64)
+    for f in frames:
         s = np.sort(f, 0)
         rows.append(quietest_means(f, keeps) + [np.median(f, 0), s[len(s) // 10:len(s) - len(s) // 10].mean(0),
                                                 np.clip(f, lo, hi).mean(0)])

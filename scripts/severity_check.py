@@ -83,17 +83,13 @@ def main() -> None:
         f_train, f_held, f_anom = mel_means(normals), mel_means(held), mel_means(anomalies)
         lw = LedoitWolf().fit(f_train)
 
-        def dist(f: np.ndarray) -> np.ndarray:
-            d = f - lw.location_
-            return np.einsum("ni,ij,nj->n", d, lw.precision_, d)
-
         sev, fam = [], []
         for k in range(len(anomalies)):   # make_clip's first draws, in its order
             rng = _rng(o["seed"], o["machine"], number, "abnormal", k)
             fam.append(faults[int(rng.integers(len(faults)))])
             sev.append(float(rng.uniform(0.0, 1.0)))
         sev, fam = np.array(sev), np.array(fam)
-        normal_scores, anom_scores = dist(f_held), dist(f_anom)
+        normal_scores, anom_scores = distances(lw, f_held), distances(lw, f_anom)
 
         def auc(mask: np.ndarray) -> str:
             y = np.r_[np.zeros(len(normal_scores)), np.ones(int(mask.sum()))]
@@ -104,9 +100,7 @@ def main() -> None:
         # typical draw; far from it, the ID's AUC says as much about them as about the faults.
         loo = []
         for i in range(len(f_train)):
-            lw_i = LedoitWolf().fit(np.delete(f_train, i, 0))
-            d = f_train[i] - lw_i.location_
-            loo.append(float(d @ lw_i.precision_ @ d))
+            loo.append(float(distances(LedoitWolf().fit(np.delete(f_train, i, 0)), f_train[i:i + 1])[0]))
         loo = np.array(loo)
 
         def against_loo(s: np.ndarray) -> float:
@@ -148,15 +142,17 @@ def main() -> None:
                   + ", ".join(f"{name} {ceiling_auc(est, negatives, f_anom):.3f}" for name, est in fits))
 
 
+def distances(est: object, f: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distances of the rows of ``f`` under a fitted sklearn covariance."""
+    d = f - est.location_
+    return np.einsum("ni,ij,nj->n", d, est.precision_, d)
+
+
 def ceiling_auc(est: object, negatives: np.ndarray, positives: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
-    def dist(f: np.ndarray) -> np.ndarray:
-        d = f - est.location_
-        return np.einsum("ni,ij,nj->n", d, est.precision_, d)
-
     return float(roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(len(positives))],
-                               np.r_[dist(negatives), dist(positives)]))
+                               np.r_[distances(est, negatives), distances(est, positives)]))
 
 
 def _fresh_mean(args: tuple[str, int, int]) -> np.ndarray:
