@@ -52,7 +52,11 @@ the per-band median, the per-band mean of the middle 80 % of the clip's frames (
 sorted on its own) and the mean of frames clipped per band to the training frames' median
 +- 2 robust standard deviations, fitted on the training normals, each ID's test clips
 scored with their 13 normals and with N fresh normals more (``measure_detectors.py``'s
-``extra_normal_clips``).
+``extra_normal_clips``). Three more rows there: the Gaussian fitted on the training and
+validation normals (``fit train+val``, 13 more clips per ID); ``one-sided shift``, the part
+of the distance a non-negative shift of the bands explains (a fault adds sound); and
+``given clank share``, the distance conditioned on what the loudest 10 % of frames add in 4
+broad bands.
 """
 from __future__ import annotations
 
@@ -380,6 +384,38 @@ def low_spectra(x: np.ndarray, sr: int, settings: tuple[tuple[int, float], ...])
     return out
 
 
+def one_sided_shift(means: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """How much of the squared Mahalanobis distance to the nearest ID a non-negative shift
+    of the log-mel mean explains, ``d2(x) - min_{s >= 0} d2(x - s)`` (non-negative least
+    squares in the precision's Cholesky metric): a fault that adds sound can only raise
+    the bands, while normal clips scatter both ways."""
+    from scipy.optimize import nnls
+    from sklearn.covariance import LedoitWolf
+
+    fits = [LedoitWolf().fit(means[fit & (ids == g)]) for g in sorted(set(ids))]
+    d2 = np.array([maha(means - lw.location_, lw.precision_) for lw in fits])
+    out = np.empty(len(means))
+    for n, k in enumerate(d2.argmin(0)):
+        a = np.linalg.cholesky(fits[k].precision_).T
+        out[n] = d2[k, n] - nnls(a, a @ (means[n] - fits[k].location_))[1] ** 2
+    return out
+
+
+def given_clank_share(means: np.ndarray, quiet: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The clip mean's distance conditioned on what the loudest 10 % of its frames add in 4
+    broad bands (the background's clanks): ``d2([x, z]) - d2(z)`` per ID, nearest ID."""
+    from sklearn.covariance import LedoitWolf
+
+    z = (means - quiet).reshape(len(means), 4, -1).mean(2)
+    joint = np.hstack([means, z])
+    out = np.full(len(means), np.inf)
+    for g in sorted(set(ids)):
+        sel = fit & (ids == g)
+        j, c = LedoitWolf().fit(joint[sel]), LedoitWolf().fit(z[sel])
+        out = np.minimum(out, maha(joint - j.location_, j.precision_) - maha(z - c.location_, c.precision_))
+    return out
+
+
 def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float]]:
     """Per variant: mean and lowest per-ID AUC with the 13 test normals, then with ``n``
     more per ID."""
@@ -410,9 +446,14 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
         s = np.sort(f, 0)
         rows.append(quietest_means(f, keeps) + [np.median(f, 0), s[len(s) // 10:len(s) - len(s) // 10].mean(0),
                                                 np.clip(f, lo, hi).mean(0)])
+    scores = {v: nearest_gaussian(np.array([r[j] for r in rows]), fit, ids) for j, v in enumerate(
+        [f"quietest {k:.0%}" for k in keeps] + ["median", "band-trim 10-90%", "clipped 2 sd"])}
+    means = np.array([r[0] for r in rows])
+    scores["fit train+val"] = nearest_gaussian(means, (split != TEST) & (labels == 0), ids)
+    scores["one-sided shift"] = one_sided_shift(means, fit, ids)
+    scores["given clank share"] = given_clank_share(means, np.array([r[2] for r in rows]), fit, ids)   # quietest 90 %
     out_rows = {}
-    for j, v in enumerate([f"quietest {k:.0%}" for k in keeps] + ["median", "band-trim 10-90%", "clipped 2 sd"]):
-        sc = nearest_gaussian(np.array([r[j] for r in rows]), fit, ids)
+    for v, sc in scores.items():
         figures = []
         for sel in (test & ~extra, test):
             a = per_id_auc(labels, sc, ids, sel)
@@ -430,10 +471,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.extra_normals:
         per_plant = {name: trimmed_with_extra(name, args.out, args.extra_normals) for name in args.plants}
-        print(f"{'':16s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
+        print(f"{'':18s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
         for v in per_plant[args.plants[0]]:
             f = np.array([per_plant[p][v] for p in args.plants])
-            print(f"{v:16s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
+            print(f"{v:18s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
                   f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}")
         return
     table: dict[str, dict[str, tuple[float, float]]] = {}
