@@ -56,7 +56,9 @@ scored with their 13 normals and with N fresh normals more (``measure_detectors.
 validation normals (``fit train+val``, 13 more clips per ID); ``one-sided shift``, the part
 of the distance a non-negative shift of the bands explains (a fault adds sound); and
 ``given clank share``, the distance conditioned on what the loudest 10 % of frames add in 4
-broad bands.
+broad bands. And the tonal lines again (``lines``, alone, and ``W mean+W lines oof``: the
+weighted sum of the two parts' log distances, each standardised out-of-fold as the shipped
+ensemble does, instead of in-sample).
 """
 from __future__ import annotations
 
@@ -416,6 +418,23 @@ def given_clank_share(means: np.ndarray, quiet: np.ndarray, fit: np.ndarray, ids
     return out
 
 
+def oof_standardised(features: np.ndarray, fit: np.ndarray, ids: np.ndarray, folds: int = 5) -> np.ndarray:
+    """The nearest-ID log distance standardised as the shipped ensemble standardises its
+    parts (``train.detectors.out_of_fold_scores``): with the mean and SD of the fitting
+    clips' log distances, each scored by Gaussians refitted without its fold (folds drawn
+    within each ID, seed 0)."""
+    rows = np.flatnonzero(fit)
+    fold = np.zeros(len(features), int)
+    rng = np.random.default_rng(0)
+    for g in sorted(set(ids[rows])):
+        mine = rows[ids[rows] == g]
+        fold[mine] = rng.permutation(len(mine)) % folds
+    held = np.concatenate([nearest_gaussian(features, fit & (fold != k), ids)[fit & (fold == k)]
+                           for k in range(folds)])
+    ref = np.log(held)
+    return (np.log(nearest_gaussian(features, fit, ids)) - ref.mean()) / ref.std()
+
+
 def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float]]:
     """Per variant: mean and lowest per-ID AUC with the 13 test normals, then with ``n``
     more per ID."""
@@ -452,6 +471,11 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
     scores["fit train+val"] = nearest_gaussian(means, (split != TEST) & (labels == 0), ids)
     scores["one-sided shift"] = one_sided_shift(means, fit, ids)
     scores["given clank share"] = given_clank_share(means, np.array([r[2] for r in rows]), fit, ids)   # quietest 90 %
+    lines = np.array([line_prominence(*read_mono(p)) for p in paths])
+    z_mean, z_lines = oof_standardised(means, fit, ids), oof_standardised(lines, fit, ids)
+    scores["lines"] = np.exp(z_lines)
+    for w in (0.1, 0.2, 0.3):
+        scores[f"{1 - w:.1f} mean+{w:.1f} lines oof"] = np.exp((1 - w) * z_mean + w * z_lines)
     out_rows = {}
     for v, sc in scores.items():
         figures = []
@@ -471,10 +495,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.extra_normals:
         per_plant = {name: trimmed_with_extra(name, args.out, args.extra_normals) for name in args.plants}
-        print(f"{'':18s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
+        print(f"{'':24s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
         for v in per_plant[args.plants[0]]:
             f = np.array([per_plant[p][v] for p in args.plants])
-            print(f"{v:18s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
+            print(f"{v:24s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
                   f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}")
         return
     table: dict[str, dict[str, tuple[float, float]]] = {}
