@@ -495,11 +495,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.extra_normals:
         per_plant = {name: trimmed_with_extra(name, args.out, args.extra_normals) for name in args.plants}
-        print(f"{'':24s} 13 normals: mean / lowest ID   {13 + args.extra_normals} normals: mean / lowest ID")
+        n = 13 + args.extra_normals
+        print(f"{'':24s} 13 normals: mean / lowest ID   {n} normals: mean / lowest ID   "
+              f"{n} normals: each plant's mean")
         for v in per_plant[args.plants[0]]:
             f = np.array([per_plant[p][v] for p in args.plants])
             print(f"{v:24s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
-                  f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}")
+                  f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}              "
+                  + " ".join(f"{p} {m:.3f}" for p, m in zip(args.plants, f[:, 2])))
         return
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for name in args.plants:
