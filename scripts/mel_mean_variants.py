@@ -53,7 +53,7 @@ sorted on its own) and the mean of frames clipped per band to the training frame
 +- 2 robust standard deviations, fitted on the training normals, each ID's test clips
 scored with their 13 normals and with N fresh normals more (``measure_detectors.py``'s
 ``extra_normal_clips``). Three more rows there: the Gaussian fitted on the training and
-validation normals (``fit train+val``, 13 more clips per ID); ``one-sided shift``, the part
+validation normals (``fit train+val``, 11-13 more clips per ID); ``one-sided shift``, the part
 of the distance a non-negative shift of the bands explains (a fault adds sound); and
 ``given clank share``, the distance conditioned on what the loudest 10 % of frames add in 4
 broad bands. And the tonal lines again (``lines``, alone, and ``W mean+W lines oof``: the
@@ -405,16 +405,23 @@ def one_sided_shift(means: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.n
 
 def given_clank_share(means: np.ndarray, quiet: np.ndarray, fit: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The clip mean's distance conditioned on what the loudest 10 % of its frames add in 4
-    broad bands (the background's clanks): ``d2([x, z]) - d2(z)`` per ID, nearest ID."""
+    broad bands (the background's clanks): per ID, ``d2([x, z]) - d2(z)`` under one joint
+    Gaussian (``d2(z)`` from the z block of the joint covariance), nearest ID. Columns are
+    scaled to unit variance on the fitting clips first: z varies about 100 times less than
+    the means, and Ledoit-Wolf's shrinkage towards a multiple of the identity would
+    otherwise swamp it."""
     from sklearn.covariance import LedoitWolf
 
     z = (means - quiet).reshape(len(means), 4, -1).mean(2)
     joint = np.hstack([means, z])
+    joint = (joint - joint[fit].mean(0)) / joint[fit].std(0)
+    k = z.shape[1]
     out = np.full(len(means), np.inf)
     for g in sorted(set(ids)):
-        sel = fit & (ids == g)
-        j, c = LedoitWolf().fit(joint[sel]), LedoitWolf().fit(z[sel])
-        out = np.minimum(out, maha(joint - j.location_, j.precision_) - maha(z - c.location_, c.precision_))
+        j = LedoitWolf().fit(joint[fit & (ids == g)])
+        dz = joint[:, -k:] - j.location_[-k:]
+        out = np.minimum(out, maha(joint - j.location_, j.precision_)
+                         - maha(dz, np.linalg.inv(j.covariance_[-k:, -k:])))
     return out
 
 
@@ -435,9 +442,9 @@ def oof_standardised(features: np.ndarray, fit: np.ndarray, ids: np.ndarray, fol
     return (np.log(nearest_gaussian(features, fit, ids)) - ref.mean()) / ref.std()
 
 
-def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float]]:
+def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, float, float, float, str]]:
     """Per variant: mean and lowest per-ID AUC with the 13 test normals, then with ``n``
-    more per ID."""
+    more per ID, and which ID is the lowest with them."""
     from train.cache import FeatureCache
     from train.datasets import TEST, read_dataset
 
@@ -478,11 +485,11 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
         scores[f"{1 - w:.1f} mean+{w:.1f} lines oof"] = np.exp((1 - w) * z_mean + w * z_lines)
     out_rows = {}
     for v, sc in scores.items():
-        figures = []
+        figures: list = []
         for sel in (test & ~extra, test):
             a = per_id_auc(labels, sc, ids, sel)
             figures += [float(np.mean(a)), float(min(a))]
-        out_rows[v] = tuple(figures)
+        out_rows[v] = (*figures, sorted(set(ids))[int(np.argmin(a))])
     return out_rows
 
 
@@ -499,9 +506,11 @@ def main() -> None:
         print(f"{'':24s} 13 normals: mean / lowest ID   {n} normals: mean / lowest ID   "
               f"{n} normals: each plant's mean")
         for v in per_plant[args.plants[0]]:
-            f = np.array([per_plant[p][v] for p in args.plants])
+            f = np.array([per_plant[p][v][:4] for p in args.plants])
+            low = int(np.argmin(f[:, 3]))
             print(f"{v:24s} {f[:, 0].mean():.3f} / {f[:, 1].min():.3f}"
-                  f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f}              "
+                  f"                {f[:, 2].mean():.3f} / {f[:, 3].min():.3f} "
+                  f"({args.plants[low]} {per_plant[args.plants[low]][v][4]})  "
                   + " ".join(f"{p} {m:.3f}" for p, m in zip(args.plants, f[:, 2])))
         return
     table: dict[str, dict[str, tuple[float, float]]] = {}
