@@ -16,7 +16,8 @@ Variants: the single heads (``mel-mean`` is ``stats`` without the SDs); the ense
 ``band-maha`` with ``stats`` or ``mel-mean`` at several weights (``w`` is the weight of the
 statistics part; 0.5 is an equal mean); ``mse`` with either; the three-part ensembles;
 each Gaussian scored against the clip's own machine ID's Gaussian instead of the nearest
-one ("own").
+one ("own"). ``--lines`` adds the tonal lines (``mel_mean_variants.line_prominence``,
+standardised out-of-fold) as a third part beside the default's two.
 
     .venv/bin/python scripts/select_detector.py --out /tmp/select --plants E F G --seeds 0 1
 """
@@ -57,9 +58,25 @@ def plant_sums(name: str, seed: int, out: Path) -> dict:
     labels = np.array([int(c.is_anomaly) for c in clips])
     row = {"mse": parts["mse"], "band-maha": parts["band-maha"], "stats": parts["stats"],
            "counts": np.asarray(vectors.counts), "fit": (split == TRAIN) & (labels == 0),
-           "test": split == TEST, "labels": labels, "ids": np.array([c.id for c in clips])}
+           "test": split == TEST, "labels": labels, "ids": np.array([c.id for c in clips]),
+           "paths": np.array([str(c.path) for c in clips])}
     np.savez(cached, **row)
     return row
+
+
+def plant_lines(p: dict, name: str, out: Path) -> np.ndarray:
+    """Each clip's tonal-line prominences (``mel_mean_variants.line_prominence``), cached
+    per plant: they read the raw samples, not the network."""
+    from mel_mean_variants import line_prominence, read_mono
+
+    cached = out / f"lines-{name}.npz"
+    if cached.is_file():
+        z = np.load(cached, allow_pickle=False)
+        if np.array_equal(z["paths"], p["paths"]):
+            return z["lines"]
+    lines = np.array([line_prominence(*read_mono(Path(f))) for f in p["paths"]])
+    np.savez(cached, lines=lines, paths=p["paths"])
+    return lines
 
 
 def _gaussian_distances(head, sums, counts) -> np.ndarray:
@@ -105,6 +122,14 @@ def variant_scores(p: dict, spec) -> dict[str, np.ndarray]:
         out[f"band-maha+{part} own w=0.5"] = (z(logs_own, "band-maha") + z(logs_own, part)) / 2
         out[f"mse+{part} w=0.5"] = (z(logs, "mse") + z(logs, part)) / 2
         out[f"mse+band-maha+{part}"] = (z(logs, "mse") + z(logs, "band-maha") + z(logs, part)) / 3
+    if "lines" in p:
+        from mel_mean_variants import oof_standardised
+
+        z_lines = oof_standardised(p["lines"], fit, ids)[test]
+        for wl in (0.1, 0.15, 0.2):
+            out[f"band-maha 0.15 + mel-mean {0.85 - wl:.2f} + lines {wl}"] = (
+                0.15 * z(logs, "band-maha") + (0.85 - wl) * z(logs, "mel-mean") + wl * z_lines)
+        out["mel-mean 0.8 + lines 0.2"] = 0.8 * z(logs, "mel-mean") + 0.2 * z_lines
     return out
 
 
@@ -116,6 +141,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/edge-ad-select"))
     ap.add_argument("--plants", nargs="+", default=["E", "F", "G"], choices=list(PLANTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--lines", action="store_true",
+                    help="add the three-part ensembles with the tonal lines (docs/detectors.md, fifth session)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +150,8 @@ def main() -> None:
     for name in args.plants:
         for seed in args.seeds:
             p = plant_sums(name, seed, args.out)
+            if args.lines:
+                p["lines"] = plant_lines(p, name, args.out)
             scores = variant_scores(p, DEFAULT_SPEC)
             labels, ids = p["labels"][p["test"]], p["ids"][p["test"]]
             line = []
