@@ -485,11 +485,9 @@ def trimmed_with_extra(name: str, out: Path, n: int) -> dict[str, tuple[float, f
         scores[f"{1 - w:.1f} mean+{w:.1f} lines oof"] = np.exp((1 - w) * z_mean + w * z_lines)
     out_rows = {}
     for v, sc in scores.items():
-        figures: list = []
-        for sel in (test & ~extra, test):
-            a = per_id_auc(labels, sc, ids, sel)
-            figures += [float(np.mean(a)), float(min(a))]
-        out_rows[v] = (*figures, sorted(set(ids))[int(np.argmin(a))])
+        a13, a_all = per_id_auc(labels, sc, ids, test & ~extra), per_id_auc(labels, sc, ids, test)
+        out_rows[v] = (float(np.mean(a13)), float(min(a13)), float(np.mean(a_all)), float(min(a_all)),
+                       sorted(set(ids))[int(np.argmin(a_all))])
     return out_rows
 
 
